@@ -1,0 +1,1 @@
+"""Frozen towers and the loader that picks one from a config."""
