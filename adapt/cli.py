@@ -1,0 +1,88 @@
+"""The `adapt` command.
+
+  adapt run CONFIG[:ARG] --workdir DIR [--set key=value ...]
+  adapt predict ARTIFACT IMAGES... [--out predictions.csv]
+  adapt methods
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+
+
+def _cmd_run(args) -> int:
+    from adapt import engine
+    from adapt.config import apply_overrides, load_config
+
+    config = apply_overrides(load_config(args.config), args.set or [])
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    metrics = engine.run(config, args.workdir, progress=not args.quiet)
+    keys = ("method", "setting", "n_images", "n_skipped", "accuracy", "zero_shot_accuracy",
+            "centered_zero_shot_accuracy")
+    print(json.dumps({k: metrics.get(k) for k in keys}, indent=1))
+    print(f"report: {args.workdir}/report.md")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from adapt.artifact import load
+
+    clf = load(args.artifact)
+    pred, probs = clf.predict(args.images)
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    w = csv.writer(out)
+    w.writerow(["path", "predicted_class", "confidence"])
+    for path, p, pr in zip(args.images, pred, probs):
+        w.writerow([path, clf.class_names[p], f"{pr[p]:.6f}"])
+    if args.out:
+        out.close()
+    return 0
+
+
+def _cmd_methods(args) -> int:
+    import methods
+
+    for name in methods.names():
+        print(f"{name:<14} {methods.load(name).DESCRIPTION}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adapt", description="Adapt a frozen vision-language model to "
+                                "a domain from an unlabeled image pool.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an adaptation job from a config file")
+    r.add_argument("config", help="config file, optionally with an argument: configs/zero_shot.py:fashion_mnist")
+    r.add_argument("--workdir", required=True, help="where the artifact, metrics and report go")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    r.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() first")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(fn=_cmd_run)
+    q = sub.add_parser("predict", help="classify images with an adapted classifier")
+    q.add_argument("artifact", help="the classifier folder a run wrote (WORKDIR/classifier)")
+    q.add_argument("images", nargs="+", help="image files")
+    q.add_argument("--out", help="write CSV here instead of standard output")
+    q.set_defaults(fn=_cmd_predict)
+    m = sub.add_parser("methods", help="list the methods")
+    m.set_defaults(fn=_cmd_methods)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line (ADAPT_DEBUG=1: traceback)
+        if os.environ.get("ADAPT_DEBUG"):
+            raise
+        print(f"adapt: error: {e}", file=sys.stderr)
+        return 2
+
+if __name__ == "__main__":
+    sys.exit(main())

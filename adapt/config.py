@@ -1,0 +1,95 @@
+"""Config files (`ml_collections`) and command-line overrides.
+
+A config is a Python file with `get_config(arg)`. `CONFIG` on the command line is `path.py` or
+`path.py:arg` (big_vision style). Overrides `key.sub=value` must name existing keys: a misspelled key
+is an error that names the nearest valid key.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+from pathlib import Path
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Loads `path.py[:arg]` and calls its `get_config(arg)`."""
+    path, _, arg = spec.partition(":")
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    module_spec = importlib.util.spec_from_file_location(f"_adapt_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path} has no get_config(arg)")
+    config = module.get_config(arg) if arg else module.get_config()
+    config.lock()
+    return config
+
+
+def all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in config.items():
+        name = f"{prefix}{k}"
+        keys.append(name)
+        if isinstance(v, ml_collections.ConfigDict):
+            keys += all_keys(v, name + ".")
+    return keys
+
+
+def _parse_value(text: str, current):
+    if isinstance(current, bool):
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected a boolean, got {text!r}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if isinstance(current, (list, tuple)) and isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()] if value else []
+    if isinstance(current, (list, tuple)):
+        value = type(current)(value) if isinstance(value, (list, tuple)) else value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, str) and not isinstance(value, str):
+        value = text
+    return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> ml_collections.ConfigDict:
+    """Applies `key.sub=value` strings in order; returns the same (locked) config."""
+    valid = all_keys(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        if key not in valid:
+            near = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}")
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        current = node[leaf]
+        if isinstance(current, ml_collections.ConfigDict):
+            raise ConfigError(f"'{key}' is a group of keys; set one of its fields")
+        value = _parse_value(text, current)
+        try:
+            with node.unlocked():
+                node[leaf] = value
+        except TypeError as e:
+            raise ConfigError(f"bad value for '{key}': {e}") from None
+    return config

@@ -1,0 +1,125 @@
+"""One adaptation job: pool -> embeddings -> class texts -> method -> artifact, metrics, report."""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import methods
+from adapt import artifact, ops, report
+from adapt import mesh as mesh_lib
+from adapt.data import open_pool, resolve_classes
+from adapt.embed import embed_pool
+from adapt.method import MethodInputs
+from adapt.models import load_model, model_source
+from adapt.text import encode_classes
+
+RUNLOCAL_LIMIT = 256
+
+
+class Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        t = time.perf_counter()
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+
+def zero_shot_baselines(x, mask, texts, views, scale, n) -> dict[str, np.ndarray]:
+    """Predictions (n,) of the label-free references every method is compared with.
+
+    cosine: argmax s X T^T on the embeddings as the model gives them (inductive).
+    class_map: the model's own class map onto an image view, when it has one (inductive).
+    centered: cosine after subtracting the pool's mean embedding and renormalising (transductive).
+    """
+    out = {"cosine": np.asarray(ops.zero_shot_logits(x, texts.weights, scale))[:n].argmax(1)}
+    if texts.view_weights is not None:
+        out["class_map"] = (np.asarray(views[texts.view])[:n] @ texts.view_weights.T).argmax(1)
+    xc, _ = ops.centered(x, mask)
+    out["centered"] = np.asarray(ops.zero_shot_logits(xc, texts.weights, scale))[:n].argmax(1)
+    return out
+
+
+def _config_command(config) -> str:
+    return f"method={config.method} model={config.model.path or 'offline default'} " \
+           f"pool={config.pool.kind}:{config.pool.path or config.pool.split}"
+
+
+def run(config, workdir, progress: bool = True) -> dict:
+    """Runs the job described by `config`, writes everything into `workdir`, returns the metrics."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    with timer.stage("setup"):  # everything that can fail on bad input, before any compute
+        method = methods.load(config.method).make(config)
+        pool_cfg = config.pool
+        if config.runlocal and not pool_cfg.limit:
+            pool_cfg = config.pool.copy_and_resolve_references()
+            pool_cfg.limit = RUNLOCAL_LIMIT
+        pool = open_pool(pool_cfg)
+        classes = resolve_classes(pool, names=list(config.classes.names) or None,
+                                  names_file=config.classes.file or None,
+                                  descriptions_file=config.classes.descriptions or None)
+        mesh = mesh_lib.make_mesh(config.embed.num_devices or None)
+    with timer.stage("load_model"):
+        model = load_model(config.model.kind, config.model.path)
+    with timer.stage("embed"):
+        emb = embed_pool(model, pool, mesh, cache_root=config.embed.cache_dir or None,
+                         batch_size=config.embed.batch_size, chunk_size=config.embed.chunk_size,
+                         workers=config.embed.workers, progress=progress)
+    skipped = list(getattr(pool, "prescan_skipped", [])) + emb.skipped
+    with timer.stage("embed_classes"):
+        texts = encode_classes(model, classes.names, list(config.prompts.templates),
+                               classes.descriptions, config.prompts.beta)
+    n = len(emb.kept)
+    x, mask = mesh_lib.shard_rows(emb.embeddings, mesh)
+    views = {"embedding": x} | {k: mesh_lib.shard_rows(v, mesh)[0] for k, v in emb.views.items()}
+    inputs = MethodInputs(x=x, mask=mask, class_weights=mesh_lib.replicate(texts.weights, mesh),
+                          logit_scale=float(model.logit_scale), views=views, class_texts=texts,
+                          mesh=mesh, key=jax.random.key(config.seed))
+    with timer.stage("method"):
+        out = method.run(inputs)
+        baselines = zero_shot_baselines(x, mask, texts, views, float(model.logit_scale), n)
+
+    metrics = dict(method=config.method, setting=out.setting, model=model.model_id,
+                   n_images=len(pool) + len(getattr(pool, "prescan_skipped", [])),
+                   n_embedded=n, n_skipped=len(skipped), n_classes=len(classes.names),
+                   selection_rule="none: one run, last iterate, no labels used", **out.metrics)
+    metrics["zero_shot_head"] = "class_map" if "class_map" in baselines else "cosine"
+    labels = None if classes.labels is None else np.asarray(classes.labels)[emb.kept]
+    if labels is not None and (labels >= 0).any():
+        metrics.update(report.accuracy_metrics(out.predictions, labels, classes.names))
+        acc = {k: report.accuracy_metrics(p, labels, classes.names)["accuracy"] for k, p in baselines.items()}
+        metrics["zero_shot_accuracy"] = acc.get("class_map", acc["cosine"])
+        if "class_map" in acc:
+            metrics["cosine_zero_shot_accuracy"] = acc["cosine"]
+        metrics["centered_zero_shot_accuracy"] = acc["centered"]
+    else:
+        metrics.update(accuracy=None, per_class_accuracy=None, zero_shot_accuracy=None,
+                       centered_zero_shot_accuracy=None)
+
+    with timer.stage("write"):
+        artifact.save(workdir / "classifier", head=out.head, class_names=classes.names, model=model,
+                      model_source=model_source(config.model.kind, config.model.path),
+                      method=config.method, config_json=config.to_json(), metrics=metrics,
+                      embed_batch=config.embed.batch_size)
+        item_ids = [pool.item_id(int(i)) for i in emb.kept]
+        report.write_predictions(workdir / "predictions.csv", item_ids, out.predictions, out.probs,
+                                 classes.names)
+        plots = ["confidence.png"]
+        report.plot_confidence(workdir / "confidence.png", out.probs, out.predictions, labels)
+        if metrics["accuracy"] is not None:
+            report.plot_confusion(workdir / "confusion.png", out.predictions, labels, classes.names)
+            plots.insert(0, "confusion.png")
+    metrics["seconds"] = timer.seconds
+    report.write_json(workdir / "metrics.json", metrics)
+    info = dict(model=model.model_id, pool=pool.source, classes=classes.names,
+                command=_config_command(config))
+    report.write_report(workdir / "report.md", metrics, info, skipped, plots)
+    return metrics

@@ -1,0 +1,54 @@
+"""Pieces every method config shares: model, pool, classes, prompts, embedding, run.
+
+A method config is `base_config(method, arg)` plus its own `method_args`. `arg` is a pool preset
+("fashion_mnist", "textile", "digits") or empty for a folder given with `--set pool.path=DIR`.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from adapt.data import make_pool_config
+
+PRESETS = {
+    "": dict(kind="folder"),
+    "folder": dict(kind="folder"),
+    "fashion_mnist": dict(kind="fashion_mnist", split="test"),
+    "fashion_mnist_inverted": dict(kind="fashion_mnist", split="test", invert=True),
+    "textile": dict(kind="textile"),
+    "digits": dict(kind="digits"),
+}
+
+
+def base_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
+    preset, _, rest = (arg or "").partition(",")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown pool preset {preset!r}; choose from {sorted(p for p in PRESETS if p)}")
+    c = ml_collections.ConfigDict()
+    c.method = method
+    c.seed = 0
+    c.runlocal = False  # shrinks any job to laptop size (pool.limit 256 unless set)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.path = ""  # a CLIP checkpoint folder; empty = the embedded offline default model
+    c.model.kind = "auto"  # auto | offline | clip
+
+    c.pool = make_pool_config(**PRESETS[preset])
+
+    c.classes = ml_collections.ConfigDict()
+    c.classes.names = []  # explicit class names, in class-id order
+    c.classes.file = ""  # one class name per line
+    c.classes.descriptions = ""  # CuPL JSON: class name -> list of sentences
+
+    c.prompts = ml_collections.ConfigDict()
+    c.prompts.templates = ["a photo of a {}."]
+    c.prompts.beta = -1.0  # weight of descriptions vs templates; -1 = uniform over all prompts
+
+    c.embed = ml_collections.ConfigDict()
+    c.embed.batch_size = 64
+    c.embed.chunk_size = 1024  # images per cache chunk (the unit of resume)
+    c.embed.cache_dir = ""  # default: $ADAPT_CACHE or ~/.cache/adapt
+    c.embed.num_devices = 0  # 0 = every device
+    c.embed.workers = 4  # decoding threads
+
+    c.method_args = ml_collections.ConfigDict()
+    return c

@@ -1,0 +1,36 @@
+"""Zero-shot baseline: prompt-template ensembles and class descriptions (spec zero_shot.md).
+
+The classifier is the class text embeddings T (C, D): logits = s * X T^T. Models that carry their
+own class map onto an image view (the offline default maps a text onto ImageNet classes) are scored
+in that view by default (`method_args.head = "auto"`); `head = "cosine"` forces s * X T^T.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from adapt.method import INDUCTIVE, Head, Method, MethodInputs, MethodOutputs
+
+DESCRIPTION = "zero-shot classifier from prompt-template ensembles and class descriptions"
+
+
+def make(config) -> Method:
+    head_kind = config.method_args.get("head", "auto")
+    if head_kind not in ("auto", "cosine", "class_map"):
+        raise ValueError(f"method_args.head must be auto, cosine or class_map, not {head_kind!r}")
+
+    def run(inputs: MethodInputs) -> MethodOutputs:
+        texts = inputs.class_texts
+        n = int(np.asarray(inputs.mask).sum())
+        use_map = texts.view_weights is not None and head_kind in ("auto", "class_map")
+        if head_kind == "class_map" and texts.view_weights is None:
+            raise ValueError("method_args.head='class_map' but this model has no class map")
+        if use_map:
+            head = Head(weights=texts.view_weights, view=texts.view, normalize=False, scale=1.0)
+        else:
+            head = Head(weights=np.asarray(inputs.class_weights), scale=inputs.logit_scale)
+        # The same host-side head the artifact deploys, so `adapt predict` reproduces these rows.
+        probs = head.probs(np.asarray(inputs.views[head.view])[:n])
+        metrics = {"head": "class_map:" + texts.view if use_map else "cosine"}
+        return MethodOutputs(probs, probs.argmax(1), head, INDUCTIVE, metrics)
+
+    return Method("zero_shot", DESCRIPTION, run)
