@@ -100,9 +100,11 @@ def run(config, workdir, progress: bool = True) -> dict:
         if "class_map" in acc:
             metrics["cosine_zero_shot_accuracy"] = acc["cosine"]
         metrics["centered_zero_shot_accuracy"] = acc["centered"]
+        head_pred = out.head.probs(np.asarray(views[out.head.view])[:n]).argmax(1)
+        metrics["head_accuracy"] = report.accuracy_metrics(head_pred, labels, classes.names)["accuracy"]
     else:
         metrics.update(accuracy=None, per_class_accuracy=None, zero_shot_accuracy=None,
-                       centered_zero_shot_accuracy=None)
+                       centered_zero_shot_accuracy=None, head_accuracy=None)
 
     with timer.stage("write"):
         artifact.save(workdir / "classifier", head=out.head, class_names=classes.names, model=model,

@@ -88,7 +88,9 @@ def write_report(path: Path, metrics: dict, info: dict, skipped: list, plots: li
             lines.append(f"| zero-shot (cosine) | inductive | {_pct(m['cosine_zero_shot_accuracy'])} |")
         lines += [f"| zero-shot on centred embeddings | transductive | "
                   f"{_pct(m.get('centered_zero_shot_accuracy'))} |",
-                  f"| **{m['method']}** | {m['setting']} | **{_pct(m['accuracy'])}** |", "",
+                  f"| **{m['method']}** | {m['setting']} | **{_pct(m['accuracy'])}** |",
+                  f"| the saved classifier applied to the pool | inductive | {_pct(m.get('head_accuracy'))} |",
+                  "",
                   "Per class:", "", "| class | accuracy |", "|---|---|"]
         lines += [f"| {k} | {_pct(v)} |" for k, v in m["per_class_accuracy"].items()]
     else:
