@@ -111,7 +111,7 @@ def run(config, workdir, progress: bool = True) -> dict:
                       model_source=model_source(config.model.kind, config.model.path),
                       method=config.method, config_json=config.to_json(), metrics=metrics,
                       embed_batch=config.embed.batch_size)
-        item_ids = [pool.item_id(int(i)) for i in emb.kept]
+        item_ids = [pool.location(int(i)) for i in emb.kept]
         report.write_predictions(workdir / "predictions.csv", item_ids, out.predictions, out.probs,
                                  classes.names)
         plots = ["confidence.png"]

@@ -106,6 +106,9 @@ class SubsetPool(Pool):
     def item_id(self, i: int) -> str:
         return self.pool.item_id(int(self.indices[i]))
 
+    def location(self, i: int) -> str:
+        return self.pool.location(int(self.indices[i]))
+
     def load(self, i: int) -> Image.Image:
         return self.pool.load(int(self.indices[i]))
 

@@ -38,6 +38,10 @@ class Pool(abc.ABC):
     def item_id(self, i: int) -> str:
         """What names item i in predictions.csv and the report: a path, or `name[index]`."""
 
+    def location(self, i: int) -> str:
+        """Where item i can be found again (a full file path for file pools; else its id)."""
+        return self.item_id(i)
+
     @abc.abstractmethod
     def load(self, i: int) -> Image.Image:
         """Item i as an RGB image with the pool's options (invert, ...) applied; raises BadImage."""

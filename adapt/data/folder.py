@@ -111,6 +111,9 @@ class FolderPool(Pool):
     def item_id(self, i: int) -> str:
         return self._rels[i]
 
+    def location(self, i: int) -> str:
+        return self.path(i)
+
     def path(self, i: int) -> str:
         return os.path.join(self.root, *self._rels[i].split("/"))
 
