@@ -1,0 +1,207 @@
+"""Reading Hugging Face CLIP checkpoints: config.json, safetensors weights, name and layout mapping.
+
+The mapping is strict: every tensor our towers need must be present with the shape the config
+implies, otherwise one `ValueError` lists each missing tensor and each shape mismatch. Nothing is
+ever left randomly initialised.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from adapt.models.clip_text import TextConfig
+from adapt.models.clip_vision import VisionConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipConfig:
+    vision: VisionConfig
+    text: TextConfig
+    embed_dim: int
+
+
+def _tower(d: dict, width, mlp, depth, heads) -> dict:
+    return dict(
+        width=d.get("hidden_size", width), mlp_dim=d.get("intermediate_size", mlp),
+        depth=d.get("num_hidden_layers", depth), heads=d.get("num_attention_heads", heads),
+        act=d.get("hidden_act", "quick_gelu"), eps=float(d.get("layer_norm_eps", 1e-5)),
+    )
+
+
+def _square(v, what: str) -> int:
+    if isinstance(v, (list, tuple)):
+        if len(set(v)) != 1:
+            raise ValueError(f"non-square {what} {v} is not supported")
+        v = v[0]
+    return int(v)
+
+
+def parse_config(raw: dict) -> ClipConfig:
+    """A Hugging Face `CLIPConfig` dict -> ClipConfig; missing keys take transformers' defaults."""
+    if raw.get("model_type", "clip") != "clip":
+        raise ValueError(f"config.json has model_type {raw.get('model_type')!r}; only 'clip' (CLIPModel) is supported")
+    # Old configs carry `*_config_dict`, which transformers lets override `*_config`.
+    t = {**(raw.get("text_config") or {}), **(raw.get("text_config_dict") or {})}
+    v = {**(raw.get("vision_config") or {}), **(raw.get("vision_config_dict") or {})}
+    if v.get("num_channels", 3) != 3:
+        raise ValueError(f"vision num_channels {v['num_channels']} is not supported (RGB only)")
+    text = TextConfig(
+        **_tower(t, 512, 2048, 12, 8), vocab_size=t.get("vocab_size", 49408),
+        context_length=t.get("max_position_embeddings", 77), eos_token_id=t.get("eos_token_id", 49407),
+    )
+    vision = VisionConfig(
+        **_tower(v, 768, 3072, 12, 12), image_size=_square(v.get("image_size", 224), "image_size"),
+        patch_size=_square(v.get("patch_size", 32), "patch_size"),
+    )
+    return ClipConfig(vision=vision, text=text, embed_dim=raw.get("projection_dim", 512))
+
+
+def read_config(folder: Path) -> ClipConfig:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no config.json in CLIP checkpoint folder {folder}")
+    return parse_config(json.loads(path.read_text()))
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """`model.safetensors`, or the shards named by `model.safetensors.index.json`."""
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / n for n in names]
+    extra = " (found pytorch_model.bin: convert it to safetensors)" if (folder / "pytorch_model.bin").exists() else ""
+    raise FileNotFoundError(f"no model.safetensors in CLIP checkpoint folder {folder}{extra}")
+
+
+def file_hash(files: list[Path]) -> str:
+    """sha256 over the bytes of the weight files in order, first 16 hex digits."""
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def read_tensors(files: list[Path]) -> dict[str, np.ndarray]:
+    """All tensors of the files as float32 numpy arrays (bf16/fp16 checkpoints are upcast)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    out = {}
+    for f in files:
+        try:
+            part = load_file(str(f))
+        except (TypeError, ValueError):  # numpy has no bfloat16; the flax reader has
+            with safe_open(str(f), framework="flax") as fh:
+                part = {k: fh.get_tensor(k) for k in fh.keys()}
+        out.update({k: np.asarray(v, np.float32) for k, v in part.items()})
+    return out
+
+
+def _block_shapes(prefix: str, width: int, mlp: int) -> dict:
+    s = {}
+    for n in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        s[f"{prefix}.self_attn.{n}.weight"], s[f"{prefix}.self_attn.{n}.bias"] = (width, width), (width,)
+    for n in ("layer_norm1", "layer_norm2"):
+        s[f"{prefix}.{n}.weight"] = s[f"{prefix}.{n}.bias"] = (width,)
+    s[f"{prefix}.mlp.fc1.weight"], s[f"{prefix}.mlp.fc1.bias"] = (mlp, width), (mlp,)
+    s[f"{prefix}.mlp.fc2.weight"], s[f"{prefix}.mlp.fc2.bias"] = (width, mlp), (width,)
+    return s
+
+
+def expected_shapes(cfg: ClipConfig) -> dict[str, tuple[int, ...]]:
+    """Hugging Face tensor name -> shape, for every tensor the towers read."""
+    v, t, e = cfg.vision, cfg.text, cfg.embed_dim
+    s = {
+        "vision_model.embeddings.class_embedding": (v.width,),
+        "vision_model.embeddings.patch_embedding.weight": (v.width, 3, v.patch_size, v.patch_size),
+        "vision_model.embeddings.position_embedding.weight": (v.grid**2 + 1, v.width),
+        "visual_projection.weight": (e, v.width),
+        "text_model.embeddings.token_embedding.weight": (t.vocab_size, t.width),
+        "text_model.embeddings.position_embedding.weight": (t.context_length, t.width),
+        "text_projection.weight": (e, t.width),
+        "logit_scale": (),
+    }
+    for name, w in (("vision_model.pre_layrnorm", v.width), ("vision_model.post_layernorm", v.width),
+                    ("text_model.final_layer_norm", t.width)):
+        s[f"{name}.weight"] = s[f"{name}.bias"] = (w,)
+    for i in range(v.depth):
+        s.update(_block_shapes(f"vision_model.encoder.layers.{i}", v.width, v.mlp_dim))
+    for i in range(t.depth):
+        s.update(_block_shapes(f"text_model.encoder.layers.{i}", t.width, t.mlp_dim))
+    return s
+
+
+def check_tensors(tensors: dict[str, np.ndarray], cfg: ClipConfig, where: str) -> None:
+    """One ValueError naming every missing tensor and every shape mismatch."""
+    problems = []
+    for name, shape in expected_shapes(cfg).items():
+        if name not in tensors:
+            problems.append(f"missing tensor {name} (expected shape {shape})")
+        elif tuple(tensors[name].shape) != shape:
+            problems.append(f"tensor {name}: expected shape {shape}, found {tuple(tensors[name].shape)}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ValueError(f"CLIP checkpoint {where} does not match its config.json:\n  " + "\n  ".join(shown))
+
+
+def _ln(t, name):
+    return {"scale": t[f"{name}.weight"], "bias": t[f"{name}.bias"]}
+
+
+def _lin(t, name, bias=True):
+    d = {"kernel": t[f"{name}.weight"].T}
+    if bias:
+        d["bias"] = t[f"{name}.bias"]
+    return d
+
+
+def _block(t, p):
+    a = f"{p}.self_attn"
+    qkv = {
+        "kernel": np.concatenate([t[f"{a}.{n}_proj.weight"].T for n in "qkv"], axis=1),
+        "bias": np.concatenate([t[f"{a}.{n}_proj.bias"] for n in "qkv"]),
+    }
+    return {"ln1": _ln(t, f"{p}.layer_norm1"), "qkv": qkv, "out": _lin(t, f"{a}.out_proj"),
+            "ln2": _ln(t, f"{p}.layer_norm2"), "fc1": _lin(t, f"{p}.mlp.fc1"), "fc2": _lin(t, f"{p}.mlp.fc2")}
+
+
+def to_pure_dict(t: dict[str, np.ndarray], cfg: ClipConfig) -> dict:
+    """Checked HF tensors -> the nested parameter dict of `CLIPModel` (as `nnx.to_pure_dict` gives it)."""
+    v, p = cfg.vision, cfg.vision.patch_size
+    conv = t["vision_model.embeddings.patch_embedding.weight"]  # (W, 3, p, p)
+    vision = {
+        "patch_kernel": conv.transpose(2, 3, 1, 0).reshape(p * p * 3, v.width),
+        "class_embedding": t["vision_model.embeddings.class_embedding"],
+        "pos_embedding": t["vision_model.embeddings.position_embedding.weight"],
+        "pre_ln": _ln(t, "vision_model.pre_layrnorm"),
+        "layers": {i: _block(t, f"vision_model.encoder.layers.{i}") for i in range(v.depth)},
+        "post_ln": _ln(t, "vision_model.post_layernorm"),
+        "proj": _lin(t, "visual_projection", bias=False),
+    }
+    text = {
+        "token_embedding": t["text_model.embeddings.token_embedding.weight"],
+        "pos_embedding": t["text_model.embeddings.position_embedding.weight"],
+        "layers": {i: _block(t, f"text_model.encoder.layers.{i}") for i in range(cfg.text.depth)},
+        "final_ln": _ln(t, "text_model.final_layer_norm"),
+        "proj": _lin(t, "text_projection", bias=False),
+    }
+    return {"vision": vision, "text": text}
+
+
+def read_preprocess(folder: Path, image_size: int) -> dict:
+    """Preprocess fields from `preprocessor_config.json` if present, else CLIP's defaults."""
+    d = {"image_size": image_size, "resize_size": image_size}
+    path = folder / "preprocessor_config.json"
+    if path.is_file():
+        raw = json.loads(path.read_text())
+        if "image_mean" in raw and "image_std" in raw:
+            d["mean"], d["std"] = tuple(raw["image_mean"]), tuple(raw["image_std"])
+    return d

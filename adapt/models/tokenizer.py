@@ -1,0 +1,102 @@
+"""The CLIP byte-level BPE tokenizer, read from local files only.
+
+Looked up in this order: the checkpoint folder (`vocab.json` + `merges.txt`, else `tokenizer.json`),
+then the shared asset folder `<shared>/assets/clip-tokenizer`, where `<shared>` is `$ADAPT_SHARED_DIR`
+or the `shared/` folder beside the repository clone. The vocabulary must have 49,408 entries and
+"a photo of a cat." must encode to the known ids; anything else is an error, never a fallback.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+VOCAB_SIZE = 49408
+SOT, EOT = "<|startoftext|>", "<|endoftext|>"
+CHECK_TEXT = "a photo of a cat."
+CHECK_IDS = [49406, 320, 1125, 539, 320, 2368, 269, 49407]
+
+
+def shared_dir() -> Path:
+    """The shared folder: `$ADAPT_SHARED_DIR`, else `shared/` beside the repository root."""
+    env = os.environ.get("ADAPT_SHARED_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
+
+
+def shared_tokenizer_dir() -> Path:
+    return shared_dir() / "assets" / "clip-tokenizer"
+
+
+def has_tokenizer_files(folder: str | Path) -> bool:
+    f = Path(folder)
+    return ((f / "vocab.json").is_file() and (f / "merges.txt").is_file()) or (f / "tokenizer.json").is_file()
+
+
+def _backend_from_files(folder: Path):
+    """A `tokenizers.Tokenizer` built from vocab.json + merges.txt, else from tokenizer.json."""
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        # transformers 5.x silently ignores `vocab_file=`; pass the contents instead.
+        from transformers import CLIPTokenizer
+
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        merges = []
+        for line in (folder / "merges.txt").read_text(encoding="utf-8").splitlines():
+            if line.startswith("#version") or not line.strip():
+                continue
+            a, b = line.split()
+            merges.append((a, b))
+        return CLIPTokenizer(vocab=vocab, merges=merges).backend_tokenizer
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+
+class ClipTokenizer:
+    """Texts -> fixed-length id arrays `(N, T)` int32: [SOT, tokens..., EOT, pad...], truncated to T."""
+
+    def __init__(self, backend, source: str, pad_id: int = 0):
+        self.backend = backend
+        self.source = source
+        self.pad_id = pad_id
+        size = backend.get_vocab_size(with_added_tokens=True)
+        if size != VOCAB_SIZE:
+            raise ValueError(f"CLIP tokenizer from {source} has {size} tokens, expected {VOCAB_SIZE}")
+        self.sot_id, self.eot_id = backend.token_to_id(SOT), backend.token_to_id(EOT)
+        got = self.encode(CHECK_TEXT)
+        if got != CHECK_IDS:
+            raise ValueError(f"CLIP tokenizer from {source} encodes {CHECK_TEXT!r} as {got}, expected {CHECK_IDS}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        """One text -> ids with start and end tokens, not padded, not truncated."""
+        ids = self.backend.encode(text, add_special_tokens=False).ids
+        return [self.sot_id, *ids, self.eot_id]
+
+    def __call__(self, texts: Sequence[str], context_length: int = 77) -> np.ndarray:
+        """Texts -> `(N, context_length)` int32; too long texts keep their first tokens and end in EOT."""
+        if isinstance(texts, str):
+            texts = [texts]
+        out = np.full((len(texts), context_length), self.pad_id, np.int32)
+        for i, enc in enumerate(self.backend.encode_batch(list(texts), add_special_tokens=False)):
+            ids = [self.sot_id, *enc.ids[: context_length - 2], self.eot_id]
+            out[i, : len(ids)] = ids
+        return out
+
+
+def load_tokenizer(folder: str | Path | None = None) -> ClipTokenizer:
+    """The tokenizer of a checkpoint folder, else the shared CLIP tokenizer; FileNotFoundError if none."""
+    tried = []
+    for cand in ([Path(folder)] if folder is not None else []) + [shared_tokenizer_dir()]:
+        if has_tokenizer_files(cand):
+            return ClipTokenizer(_backend_from_files(cand), str(cand))
+        tried.append(str(cand))
+    raise FileNotFoundError(
+        "no CLIP tokenizer files (vocab.json + merges.txt, or tokenizer.json) in: " + ", ".join(tried)
+        + " (set ADAPT_SHARED_DIR to the folder holding assets/clip-tokenizer)"
+    )
