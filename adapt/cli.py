@@ -19,10 +19,13 @@ def _cmd_run(args) -> int:
 
     config = apply_overrides(load_config(args.config), args.set or [])
     if args.distributed:
-        import jax
+        from adapt import distributed
 
-        jax.distributed.initialize()
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     metrics = engine.run(config, args.workdir, progress=not args.quiet)
+    if metrics.get("n_processes", 1) > 1 and not metrics.get("seconds", {}).get("write"):
+        print(f"process done (process 0 writes the outputs)")
+        return 0
     keys = ("method", "setting", "n_images", "n_skipped", "accuracy", "zero_shot_accuracy",
             "centered_zero_shot_accuracy")
     print(json.dumps({k: metrics.get(k) for k in keys}, indent=1))
@@ -61,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="config file, optionally with an argument: configs/zero_shot.py:fashion_mnist")
     r.add_argument("--workdir", required=True, help="where the artifact, metrics and report go")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    r.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() first")
+    r.add_argument("--distributed", action="store_true",
+                   help="multi-process run on JAX's runtime (TPU/SLURM auto-detected, else the flags "
+                   "below or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
+    r.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
+    r.add_argument("--num-processes", type=int, help="number of processes (with --distributed)")
+    r.add_argument("--process-id", type=int, help="this process's index (with --distributed)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(fn=_cmd_run)
     q = sub.add_parser("predict", help="classify images with an adapted classifier")

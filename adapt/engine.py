@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 import methods
-from adapt import artifact, ops, report
+from adapt import artifact, distributed, ops, report
 from adapt import mesh as mesh_lib
 from adapt.data import open_pool, resolve_classes
 from adapt.embed import embed_pool
@@ -38,11 +38,12 @@ def zero_shot_baselines(x, mask, texts, views, scale, n) -> dict[str, np.ndarray
     class_map: the model's own class map onto an image view, when it has one (inductive).
     centered: cosine after subtracting the pool's mean embedding and renormalising (transductive).
     """
-    out = {"cosine": np.asarray(ops.zero_shot_logits(x, texts.weights, scale))[:n].argmax(1)}
+    host = distributed.to_host
+    out = {"cosine": host(ops.zero_shot_logits(x, texts.weights, scale))[:n].argmax(1)}
     if texts.view_weights is not None:
-        out["class_map"] = (np.asarray(views[texts.view])[:n] @ texts.view_weights.T).argmax(1)
+        out["class_map"] = (host(views[texts.view])[:n] @ texts.view_weights.T).argmax(1)
     xc, _ = ops.centered(x, mask)
-    out["centered"] = np.asarray(ops.zero_shot_logits(xc, texts.weights, scale))[:n].argmax(1)
+    out["centered"] = host(ops.zero_shot_logits(xc, texts.weights, scale))[:n].argmax(1)
     return out
 
 
@@ -69,17 +70,26 @@ def run(config, workdir, progress: bool = True) -> dict:
         mesh = mesh_lib.make_mesh(config.embed.num_devices or None)
     with timer.stage("load_model"):
         model = load_model(config.model.kind, config.model.path)
+    embed_kwargs = dict(cache_root=config.embed.cache_dir or None, batch_size=config.embed.batch_size,
+                        chunk_size=config.embed.chunk_size, workers=config.embed.workers)
     with timer.stage("embed"):
-        emb = embed_pool(model, pool, mesh, cache_root=config.embed.cache_dir or None,
-                         batch_size=config.embed.batch_size, chunk_size=config.embed.chunk_size,
-                         workers=config.embed.workers, progress=progress)
-    skipped = list(getattr(pool, "prescan_skipped", [])) + emb.skipped
+        if distributed.is_multiprocess():  # each process embeds its slice; rows joined globally
+            start, end = distributed.process_slice(len(pool))
+            print(f"process {jax.process_index()}/{jax.process_count()}: embedding pool items "
+                  f"[{start}, {end}) of {len(pool)}", flush=True)
+            kept, emb_skipped, x, mask, views = distributed.embed_slices(
+                model, pool, mesh, progress=progress, **embed_kwargs)
+        else:
+            emb = embed_pool(model, pool, mesh, progress=progress, **embed_kwargs)
+            kept, emb_skipped = emb.kept, emb.skipped
+            x, mask = mesh_lib.shard_rows(emb.embeddings, mesh)
+            views = {k: mesh_lib.shard_rows(v, mesh)[0] for k, v in emb.views.items()}
+    views = {"embedding": x} | views
+    skipped = list(getattr(pool, "prescan_skipped", [])) + emb_skipped
     with timer.stage("embed_classes"):
         texts = encode_classes(model, classes.names, list(config.prompts.templates),
                                classes.descriptions, config.prompts.beta)
-    n = len(emb.kept)
-    x, mask = mesh_lib.shard_rows(emb.embeddings, mesh)
-    views = {"embedding": x} | {k: mesh_lib.shard_rows(v, mesh)[0] for k, v in emb.views.items()}
+    n = len(kept)
     inputs = MethodInputs(x=x, mask=mask, class_weights=mesh_lib.replicate(texts.weights, mesh),
                           logit_scale=float(model.logit_scale), views=views, class_texts=texts,
                           mesh=mesh, key=jax.random.key(config.seed))
@@ -92,7 +102,7 @@ def run(config, workdir, progress: bool = True) -> dict:
                    n_embedded=n, n_skipped=len(skipped), n_classes=len(classes.names),
                    selection_rule="none: one run, last iterate, no labels used", **out.metrics)
     metrics["zero_shot_head"] = "class_map" if "class_map" in baselines else "cosine"
-    labels = None if classes.labels is None else np.asarray(classes.labels)[emb.kept]
+    labels = None if classes.labels is None else np.asarray(classes.labels)[kept]
     if labels is not None and (labels >= 0).any():
         metrics.update(report.accuracy_metrics(out.predictions, labels, classes.names))
         acc = {k: report.accuracy_metrics(p, labels, classes.names)["accuracy"] for k, p in baselines.items()}
@@ -100,18 +110,22 @@ def run(config, workdir, progress: bool = True) -> dict:
         if "class_map" in acc:
             metrics["cosine_zero_shot_accuracy"] = acc["cosine"]
         metrics["centered_zero_shot_accuracy"] = acc["centered"]
-        head_pred = out.head.probs(np.asarray(views[out.head.view])[:n]).argmax(1)
+        head_pred = out.head.probs(distributed.to_host(views[out.head.view])[:n]).argmax(1)
         metrics["head_accuracy"] = report.accuracy_metrics(head_pred, labels, classes.names)["accuracy"]
     else:
         metrics.update(accuracy=None, per_class_accuracy=None, zero_shot_accuracy=None,
                        centered_zero_shot_accuracy=None, head_accuracy=None)
 
+    metrics["n_processes"] = jax.process_count()
+    if not distributed.is_writer():  # process 0 alone writes the shared outputs
+        metrics["seconds"] = timer.seconds
+        return metrics
     with timer.stage("write"):
         artifact.save(workdir / "classifier", head=out.head, class_names=classes.names, model=model,
                       model_source=model_source(config.model.kind, config.model.path),
                       method=config.method, config_json=config.to_json(), metrics=metrics,
                       embed_batch=config.embed.batch_size)
-        item_ids = [pool.location(int(i)) for i in emb.kept]
+        item_ids = [pool.location(int(i)) for i in kept]
         report.write_predictions(workdir / "predictions.csv", item_ids, out.predictions, out.probs,
                                  classes.names)
         plots = ["confidence.png"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from adapt.distributed import to_host
 from adapt.method import INDUCTIVE, Head, Method, MethodInputs, MethodOutputs
 
 DESCRIPTION = "zero-shot classifier from prompt-template ensembles and class descriptions"
@@ -20,7 +21,7 @@ def make(config) -> Method:
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         texts = inputs.class_texts
-        n = int(np.asarray(inputs.mask).sum())
+        n = int(to_host(inputs.mask).sum())
         use_map = texts.view_weights is not None and head_kind in ("auto", "class_map")
         if head_kind == "class_map" and texts.view_weights is None:
             raise ValueError("method_args.head='class_map' but this model has no class map")
@@ -29,7 +30,7 @@ def make(config) -> Method:
         else:
             head = Head(weights=np.asarray(inputs.class_weights), scale=inputs.logit_scale)
         # The same host-side head the artifact deploys, so `adapt predict` reproduces these rows.
-        probs = head.probs(np.asarray(inputs.views[head.view])[:n])
+        probs = head.probs(to_host(inputs.views[head.view])[:n])
         metrics = {"head": "class_map:" + texts.view if use_map else "cosine"}
         return MethodOutputs(probs, probs.argmax(1), head, INDUCTIVE, metrics)
 
