@@ -67,7 +67,8 @@ RESUME_SCRIPT = textwrap.dedent("""
     images = np.random.default_rng(0).integers(0, 256, size=(64, 20, 20, 3), dtype=np.uint8)
     def slow(c):
         print("chunk", c, flush=True)
-        time.sleep({sleep})
+        if c == 2:
+            time.sleep({sleep})  # killed here
     embed_pool(FakeModel(), ArrayPool(images), mesh_lib.make_mesh(), cache_root={cache!r},
                chunk_size=8, progress=False, on_chunk=slow)
     print("done", flush=True)
