@@ -24,11 +24,11 @@ def _cmd_run(args) -> int:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     metrics = engine.run(config, args.workdir, progress=not args.quiet)
     if metrics.get("n_processes", 1) > 1 and not metrics.get("seconds", {}).get("write"):
-        print(f"process done (process 0 writes the outputs)")
+        print("process done (process 0 writes the outputs)")
         return 0
     keys = ("method", "setting", "n_images", "n_skipped", "accuracy", "zero_shot_accuracy",
-            "centered_zero_shot_accuracy")
-    print(json.dumps({k: metrics.get(k) for k in keys}, indent=1))
+            "centered_zero_shot_accuracy", "image_auroc", "image_ap")
+    print(json.dumps({k: metrics[k] for k in keys if k in metrics}, indent=1))
     print(f"report: {args.workdir}/report.md")
     return 0
 

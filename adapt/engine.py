@@ -54,11 +54,14 @@ def _config_command(config) -> str:
 
 def run(config, workdir, progress: bool = True) -> dict:
     """Runs the job described by `config`, writes everything into `workdir`, returns the metrics."""
+    module = methods.load(config.method)
+    if hasattr(module, "run_job"):  # methods with their own job shape (MuSc: anomaly scores, maps)
+        return module.run_job(config, workdir, progress=progress)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     timer = Timer()
     with timer.stage("setup"):  # everything that can fail on bad input, before any compute
-        method = methods.load(config.method).make(config)
+        method = module.make(config)
         pool_cfg = config.pool
         if config.runlocal and not pool_cfg.limit:
             pool_cfg = config.pool.copy_and_resolve_references()

@@ -19,7 +19,7 @@ from adapt.data.presets import (DIGIT_CLASSES, FASHION_MNIST_CLASSES, TEXTILE_CL
                                 digits_pool, fashion_mnist_pool, textile_pool)
 from adapt.data.tfds_pool import TfdsPool
 
-KINDS = ("folder", "tfds", "idx", "fashion_mnist", "textile", "digits")
+KINDS = ("folder", "tfds", "idx", "fashion_mnist", "textile", "digits", "defects")
 
 POOL_DEFAULTS = dict(kind="folder", path="", split="test", name="", image_key="image",
                      label_key="label", invert=False, limit=0, seed=0)
@@ -87,6 +87,10 @@ def open_pool(cfg) -> Pool:
         pool = textile_pool(invert=invert)
     elif kind == "digits":
         pool = digits_pool(invert=invert)
+    elif kind == "defects":  # seeded CutPaste defects in one Fashion-MNIST class (pool.name)
+        from adapt.data.defects import defect_pool_from_config
+
+        pool = defect_pool_from_config(cfg)
     elif kind == "arrays":
         raise PoolError("kind 'arrays' is Python-API only: build adapt.data.ArrayPool(images, ...) "
                         "and pass the pool itself")

@@ -1,0 +1,43 @@
+"""adapt run configs/musc.py:defects,Trouser --workdir runs/musc_trouser
+
+MuSc zero-shot anomaly scoring of one pool (one product category). The argument after ':' is a pool
+preset of configs/common.py (textile, ...), or `defects,CLASS` for the seeded CutPaste pool of one
+Fashion-MNIST class (adapt/data/defects.py: 270 normal + 15 defect images, dark on white, 224 px);
+without one, give a folder with `--set pool.path=DIR`: a class folder named good / normal / nominal
+is the normal class (labels are for evaluation only).
+
+Hyperparameters: the spec's defaults (musc.md): MSM rank window [0, 0.3), RsCIN windows [1, 2, 3],
+ViT layers d/4, d/2, 3d/4, d with LNAMD r in {1, 3, 5}. On the offline CNN the default is the
+issue's calibration setting: the stride-16 stage map with r = 3. `layers` / `degrees` left empty
+mean these model defaults.
+"""
+from configs.common import base_config
+
+DEFECT_CLASSES = ("Trouser", "Bag", "Sneaker")
+
+
+def get_config(arg: str = ""):
+    preset, _, rest = (arg or "").partition(",")
+    config = base_config("musc", "" if preset == "defects" else arg)
+    if preset == "defects":
+        config.pool.kind = "defects"
+        config.pool.name = rest or DEFECT_CLASSES[0]
+        config.pool.invert = True
+    config.embed.batch_size = 32
+    a = config.method_args
+    a.layers = []  # model layer ids; [] = model default (see adapt.patches.default_layers)
+    a.degrees = []  # LNAMD r (odd); [] = model default ((1, 3, 5) ViT, (3,) offline CNN)
+    a.frac = 0.3  # MSM: mean of the ranks [frac_min, frac) * (N - 1) of the nearest distances
+    a.frac_min = 0.0
+    a.rounding = "floor_min1"  # floor (official; K = 0 is an error) | floor_min1 | ceil
+    a.k_list = [1, 2, 3]  # RsCIN windows; [] switches RsCIN off
+    a.schedule = "auto"  # auto | symmetric | stream | same_position
+    a.precision = "float32"  # float32 (reference) | bfloat16
+    a.block = 0  # images per MSM block; 0 = from tile_mb
+    a.tile_mb = 0.0  # MSM tile budget; 0 = 8 MB on CPU, 256 MB on accelerators
+    a.table_mb = 1024.0  # auto: symmetric while its (N/D, N, P) table fits, else stream
+    a.image_size = 0  # input and pixel-map size; 0 = the model's
+    a.normal_class = ""  # evaluation only; "" = a class named good / normal / nominal / ok
+    a.plot_images = 8
+    a.save_maps = False
+    return config
