@@ -1,0 +1,61 @@
+"""Pieces every graph method shares around its core: the pool it works on, and what it hands back.
+
+- `pool_features`: the pool embeddings a method works on, optionally centred on the pool mean
+  (CL2N: x <- normalize(x - mu)); the same transductive step as `centered_zero_shot_accuracy`.
+- `soft_mean_head`: the deployable inductive classifier, W_c = normalize(sum_i y_ic x_i) in the
+  space the method worked in (`center` = mu when it centred).
+- `row_normalize` / `host_rows`: scores -> probabilities on the simplex, real rows on the host.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adapt import ops
+from adapt.method import Head
+
+
+def pool_features(x: jax.Array, mask: jax.Array, center: bool) -> tuple[jax.Array, jax.Array | None]:
+    """x (Np, D) rows L2-normalised -> (features (Np, D), mean (D,) or None); padding rows stay 0."""
+    if not center:
+        return x, None
+    xc, mu = ops.centered(x, mask)
+    return xc, mu
+
+
+@jax.jit
+def _soft_means(x, y, mask):
+    w = y * mask[:, None].astype(y.dtype)
+    return ops.l2_normalize(jnp.einsum("nc,nd->cd", w, x))
+
+
+def soft_mean_head(x: jax.Array, y: jax.Array, mask: jax.Array, mean: jax.Array | None,
+                   scale: float) -> Head:
+    """Head with weights (C, D) = normalized soft class means of the features x (Np, D) under the
+    assignments y (Np, C); `center` is the mean the features were centred on (or None)."""
+    weights = np.asarray(_soft_means(x, y, mask), np.float32)
+    center = None if mean is None else np.asarray(mean, np.float32)
+    return Head(weights=weights, center=center, normalize=True, scale=float(scale))
+
+
+@jax.jit
+def row_normalize(scores: jax.Array) -> jax.Array:
+    """Non-negative scores (N, C) -> rows on the simplex; an all-zero row becomes uniform."""
+    s = jnp.maximum(scores, 0.0)
+    total = s.sum(axis=1, keepdims=True)
+    return jnp.where(total > 0, s / jnp.where(total > 0, total, 1.0), 1.0 / s.shape[1])
+
+
+def host_rows(a: jax.Array, n: int) -> np.ndarray:
+    """The first n (real) rows of a sharded (Np, ...) array, as float32 NumPy."""
+    return np.asarray(a, np.float32)[:n]
+
+
+def summary(trace: np.ndarray) -> dict:
+    """A short JSON-able summary of an energy or residual trace."""
+    trace = np.asarray(trace, np.float64)
+    if trace.size == 0:
+        return {"first": None, "last": None, "min": None, "monotone_non_increasing": None}
+    return {"first": float(trace[0]), "last": float(trace[-1]), "min": float(trace.min()),
+            "monotone_non_increasing": bool(np.all(np.diff(trace) <= 1e-9 * np.abs(trace[:-1]).max()))}

@@ -1,0 +1,31 @@
+"""adapt run configs/hypergraph.py:fashion_mnist --workdir runs/hypergraph
+
+TMV-HLP-style transductive multi-view hypergraph label propagation (Fu et al., TPAMI 2015; spec
+label_propagation.md B), one propagation. The argument after ':' is a pool preset (fashion_mnist,
+fashion_mnist_inverted, textile, digits); without one, give a folder with `--set pool.path=DIR`.
+
+Views: "auto" = the embedding and every extra image view the model offers (the offline default:
+imagenet_probs; the two-view setting the issue gives calibration numbers for), plus the semantic
+text view when the model has no extra view (CLIP); "all" adds the text view; or a list such as
+embedding,imagenet_probs,text. Other defaults are the official AwA script's (alpha 0.35, fusion
+0.25 / 0.75, top-500 prototype refinement) with k 10 (the calibration setting). None was chosen on
+test labels; experiments/graph_methods/README.md reports the "all" variant as well.
+"""
+from configs.common import base_config
+
+
+def get_config(arg: str = ""):
+    config = base_config("hypergraph", arg)
+    a = config.method_args
+    a.views = ["auto"]  # auto | all | a list of view names
+    a.view_priors = []  # one weight per view; [] = all 1
+    a.k = 10  # kNN per view and per hyperedge (prototype rows keep 9k)
+    a.alpha = 0.35
+    a.tol = 1e-6  # series truncation bound
+    a.refine_top = 500  # prototype refinement: mean of the top-T most similar pool images
+    a.cca_floor = 1e-4  # drop CCA directions with lambda^4 below this share of the largest
+    a.hyper_share = 0.75  # W = (1 - share) cW + share S_hyp
+    a.official_delta = False  # hyperedge weight sums negative memberships too (parity)
+    a.center = True  # CL2N on the pool mean for the embedding view
+    a.block = 1024
+    return config

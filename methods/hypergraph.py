@@ -1,0 +1,190 @@
+"""Transductive multi-view hypergraph label propagation, TMV-HLP style (spec label_propagation.md B).
+
+Views of the pool, from what the model offers: the (centred) image embedding with the class text
+embeddings as prototypes; every extra image view of the model (the offline default's
+"imagenet_probs", with its class map as prototypes when the model has one, else the average of the
+other views' projected prototypes); and, on request or when the model has no extra view, a
+semantic "text" view (each image's cosines to the class embeddings; prototype: the class
+embedding's own cosines). Prototypes are refined once on the pool
+(top-T self-training), the views are embedded jointly by multi-view CCA (lambda^4 weighting), and
+the C prototypes join the pool as nodes. The graph fuses per-view Gaussian kNN graphs (weighted by
+view agreement) with the hypergraph of cross-view kNN hyperedges (double z-scored), and ONE
+propagation F = (1 - alpha)(I - alpha S)^-1 Y ranks the classes (no iteration picked by accuracy).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adapt import graph, graph_cca, graph_hyper, graph_outputs
+from adapt import mesh as mesh_lib
+from adapt.knn import blocked_knn
+from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+
+DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (one propagation)"
+HYPER_SHARE = 0.75  # W = 0.25 cW + 0.75 S_hyp
+
+
+def _unit(a):
+    return a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+@functools.partial(jax.jit, static_argnames=("pad",))
+def _nodes(views, protos, means, projs, mask, *, pad):
+    """(V, N'p, r): each view's pool rows and prototypes projected, row-normalised, padded."""
+    pool = [_unit((v - m) @ w) * mask[:, None] for v, m, w in zip(views, means, projs)]
+    own = [None if p is None else (p - m) @ w for p, m, w in zip(protos, means, projs)]
+    known = [p for p in own if p is not None]
+    shared = sum(known) / len(known)
+    rows = [jnp.concatenate([e, _unit(shared if p is None else p), jnp.zeros((pad, e.shape[1]), e.dtype)])
+            for e, p in zip(pool, own)]
+    return jnp.stack(rows)
+
+
+def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
+    """views: list of (Np, d_i) pool views; protos: list of (C, d_i) or None. Returns the node
+    embeddings (V, N'p, r) row-normalised (pool rows, then C prototypes, then padding), node_mask,
+    the prototype start row and CCA info."""
+    np_rows, c = views[0].shape[0], next(p for p in protos if p is not None).shape[0]
+    top = min(int(refine_top), int(np.asarray(mask).sum()))
+    protos = [None if p is None else graph_cca.refine_prototypes(v, mask, jnp.asarray(p), top=top)
+              for v, p in zip(views, protos)]
+    means, projs, lam, *_ = graph_cca.multiview_cca(views, mask, cca_floor)
+    pad = mesh_lib.padded_size(np_rows + c, mesh) - np_rows - c
+    nodes = _nodes(tuple(views), tuple(protos), tuple(jnp.asarray(m, jnp.float32) for m in means),
+                   tuple(jnp.asarray(w) for w in projs), mask, pad=pad)
+    node_mask = np.concatenate([np.asarray(mask), np.ones(c, bool), np.zeros(pad, bool)])
+    nodes = jax.device_put(nodes, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, mesh_lib.POOL)))
+    node_mask = jax.device_put(node_mask, mesh_lib.pool_sharding(mesh))
+    return nodes, node_mask, np_rows, {"cca_dims": int(lam.size), "cca_top_eigenvalue": float(lam[0])}
+
+
+@functools.partial(jax.jit, static_argnames=("k", "start", "c", "mesh", "block"))
+def view_kernel_lists(x, node_mask, median, k, start, c, mesh, block):
+    """Per-view Gaussian kNN lists: each row's top k after skipping rank 1 (itself), prototypes 9k."""
+    s, ids = blocked_knn(x, x, k + 1, block=block, key_mask=node_mask, mesh=mesh)
+    pq = graph_hyper._proto_queries(start + jnp.arange(c, dtype=jnp.int32), mesh)
+    ps, pids = blocked_knn(x[pq], x, 9 * k + 1, block=block, key_mask=node_mask, mesh=mesh)
+    val, pval = graph_hyper.kernel(s, median), graph_hyper.kernel(ps, median)
+    return graph_hyper.kept_lists(val[:, 1:], ids[:, 1:], pval[:c, 1:], pids[:c, 1:], node_mask, start, c)
+
+
+@functools.partial(jax.jit, static_argnames=("terms",))
+def propagate(view_edges, view_coef, pair_edges, delta, d_v, b, alpha, hyper_share, *, terms):
+    """Z = sum_t alpha^t S^t B for W = (1 - share) sum_i coef_i (K_i + K_i^T)/2 + share S_hyp,
+    S = D^-1/2 W D^-1/2 (D = W 1, self-loops of S_hyp included). view_edges and pair_edges are
+    lists of KeptLists, delta a list of (N'p,), d_v (N'p,) summed over the pairs.
+    Returns (Z_T, max |Z_T - B - alpha S Z_T|), the residual read off one more series step."""
+    view_edges = graph_hyper.stack([graph_hyper.to_edges(v) for v in view_edges])
+    pair_edges = graph_hyper.stack([graph_hyper.to_edges(p) for p in pair_edges])
+    delta = jnp.stack(delta)
+    inv_dv = graph.inv_sqrt_degree(d_v)
+
+    def apply_w(u):
+        cw = jax.vmap(lambda e, c: c * graph_hyper.apply_sym(e, u))(view_edges, view_coef).sum(0)
+        return (1.0 - hyper_share) * cw + hyper_share * graph_hyper.apply_hypergraph(pair_edges, delta, u, inv_dv)
+
+    inv_d = graph.inv_sqrt_degree(apply_w(jnp.ones((b.shape[0], 1), b.dtype))[:, 0])
+
+    def step(_, carry):
+        z = carry[1]
+        return z, b + alpha * inv_d[:, None] * apply_w(inv_d[:, None] * z)
+
+    z_t, z_next = jax.lax.fori_loop(0, terms + 1, step, (b, b))
+    return z_t, jnp.max(jnp.abs(z_next - z_t))
+
+
+def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top=500,
+            cca_floor=1e-4, priors=None, hyper_share=HYPER_SHARE, official_delta=False, block=1024,
+            median_exact_limit=2000, median_samples=1_000_000, seed=0):
+    """Scores of the pool rows. Returns (Z (Np, C) >= 0 from one-hot prototype sources,
+    F (Np, C) = the official (1 - alpha)(I - alpha S)^-1 [0; 2I - 1] rows, info)."""
+    nodes, node_mask, start, info = embed_nodes(views, protos, mask, mesh, refine_top=refine_top,
+                                                cca_floor=cca_floor)
+    n_views, c = nodes.shape[0], next(p for p in protos if p is not None).shape[0]
+    med = functools.partial(graph_cca.pair_median, mask=node_mask, exact_limit=median_exact_limit,
+                            samples=median_samples, seed=seed)
+    view_lists = [view_kernel_lists(nodes[i], node_mask, med(nodes[i], nodes[i], same_view=True),
+                                    k, start, c, mesh, block) for i in range(n_views)]
+    pg = graph_cca.view_agreement_weights(nodes, node_mask)
+    prior = jnp.ones(n_views) if priors is None else jnp.asarray(priors, jnp.float32)
+    proto_rows = start + jnp.arange(c, dtype=jnp.int32)
+    pairs = []
+    for i in range(n_views):
+        for j in range(n_views):
+            if i == j:
+                continue
+            m = med(nodes[i], nodes[j], same_view=False)
+            lists = graph_hyper.kept_lists(*graph_hyper.double_zscore_topk(
+                nodes[i], nodes[j], node_mask, m, k, proto_rows, block=block, mesh=mesh),
+                node_mask, start, c)
+            pairs.append((lists, *graph_hyper.hyperedge_stats(lists, official_delta=official_delta)))
+    b = jnp.zeros((nodes.shape[1], c)).at[proto_rows, jnp.arange(c)].set(1.0)
+    terms = graph.series_terms(alpha, tol)
+    z, residual = propagate(view_lists, prior * pg, [p[0] for p in pairs], [p[1] for p in pairs],
+                            sum(p[2] for p in pairs), b, alpha, hyper_share, terms=terms)
+    z_pool = z[:start]
+    f = (1.0 - alpha) * (2.0 * z_pool - z_pool.sum(1, keepdims=True))
+    info.update(series_terms=terms, residual_max_abs=float(residual),
+                view_weights=[float(a) for a in np.asarray(pg)], hyperedge_pairs=len(pairs))
+    return z_pool, f, info
+
+
+def _views(inputs, x, selected):
+    """The named views and their prototypes (see the module docstring). "auto": the embedding and
+    every extra image view of the model (the published two-view setting on the offline default),
+    plus the text view when that leaves fewer than two; "all": those and the text view."""
+    texts, t = inputs.class_texts, inputs.class_weights
+    extra = [name for name in inputs.views if name != "embedding"]
+    if "auto" in selected:
+        wanted = ["embedding", *extra] + ([] if extra else ["text"])
+    elif "all" in selected:
+        wanted = ["embedding", *extra, "text"]
+    else:
+        wanted = list(selected)
+    views, protos = [], []
+    for name in wanted:
+        if name == "embedding":
+            views.append(x), protos.append(t)
+        elif name == "text":
+            views.append(x @ t.T), protos.append(t @ t.T)
+        elif name in inputs.views:
+            own = texts.view_weights if getattr(texts, "view", None) == name else None
+            views.append(inputs.views[name]), protos.append(None if own is None else jnp.asarray(own))
+        else:
+            raise ValueError(f"hypergraph: unknown view {name!r}; this model offers "
+                             f"{['embedding', *extra, 'text']}")
+    if len(views) < 2:
+        raise ValueError("hypergraph needs at least two views")
+    return wanted, views, protos
+
+
+def make(config) -> Method:
+    args = config.method_args
+
+    def run(inputs: MethodInputs) -> MethodOutputs:
+        n = int(np.asarray(inputs.mask).sum())
+        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
+        names, views, protos = _views(inputs, x, list(args.views))
+        priors = list(args.view_priors) or None
+        if priors is not None and len(priors) != len(views):
+            raise ValueError(f"method_args.view_priors has {len(priors)} entries for views {names}")
+        z, f, info = tmv_hlp(views, protos, inputs.mask, inputs.mesh, k=int(args.k),
+                             alpha=float(args.alpha), tol=float(args.tol),
+                             refine_top=int(args.refine_top), cca_floor=float(args.cca_floor),
+                             priors=priors, hyper_share=float(args.hyper_share),
+                             official_delta=bool(args.official_delta), block=int(args.block),
+                             seed=int(config.seed))
+        probs_dev = graph_outputs.row_normalize(z)
+        probs = graph_outputs.host_rows(probs_dev, n)
+        head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
+        pred = graph_outputs.host_rows(f, n).argmax(1)
+        metrics = {"views": names, "k": int(args.k), "alpha": float(args.alpha), "iterations": 1,
+                   "propagations": 1, "centered": bool(args.center), **info,
+                   "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)"}
+        return MethodOutputs(probs, pred, head, TRANSDUCTIVE, metrics)
+
+    return Method("hypergraph", DESCRIPTION, run)

@@ -1,0 +1,144 @@
+"""LaplacianShot and SLK on the pool: Laplacian-regularised assignment (spec laplacian.md).
+
+A unary term a_ik (fit of image i to class prototype k) plus a Laplacian term over the binary,
+directed kNN graph of the pool (`knn` counts the node itself, so each node has knn - 1 out-edges),
+solved by the parallel bound updates Y <- softmax(-A + lam W Y) (adapt/graph_bound.py).
+
+Prototype sources (`method_args.prototypes`):
+  text    a_ik = -s x_i . t_k (zero-shot; Y^0 is the zero-shot softmax at scale s, lam on that scale)
+  pseudo  a_ik = |x_i - m_k|^2, m_k = normalize(sum over the 8 pool images with the highest P0_ik
+          of P0_ik x_i) (the TransCLIP initialisation; no labels)
+  few-shot support means (optionally rectified, BD-CSPN) through `few_shot_unary` (Python API: the
+          engine does not pass supports yet).
+Variant `slk`: prototypes are re-estimated (kmeans means, or K-modes by mean-shift "ms") between
+assignment steps (adapt/graph_slk.py). The head is the soft class means of the final assignments.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from adapt import graph, graph_bound, graph_outputs, graph_slk
+from adapt.knn import blocked_knn, euclidean_knn
+from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+
+DESCRIPTION = "LaplacianShot / SLK: Laplacian-regularised assignment to text or pool prototypes"
+RECTIFY_TEMPERATURE = 10.0
+PSEUDO_TOP = 8
+
+
+def knn_graph(x, mask, knn, mesh=None, block=1024, unit_norm=True):
+    """Binary directed kNN W (self excluded, knn - 1 out-edges), Euclidean on the features:
+    inner-product ranking for unit rows, the augmented form otherwise."""
+    search = blocked_knn if unit_norm else euclidean_knn
+    _, idx = search(x, x, knn - 1, exclude_self=True, block=block, key_mask=mask, mesh=mesh)
+    return graph.from_knn(idx, jnp.ones(idx.shape, x.dtype), mask)
+
+
+@jax.jit
+def text_unary(x, class_weights, scale):
+    """a_ik = -s x_i . t_k: (Np, C)."""
+    return -scale * x @ class_weights.T
+
+
+@jax.jit
+def pseudo_prototypes(x, mask, class_weights, scale):
+    """m_k = normalize(sum_{top-8 pool rows by P0_ik} P0_ik x_i): (C, D)."""
+    p0 = jax.nn.softmax(scale * x @ class_weights.T, axis=1)
+    top_p, top_i = lax.top_k(jnp.where(mask[:, None], p0, -1.0).T, PSEUDO_TOP)  # (C, 8)
+    protos = jnp.einsum("ck,ckd->cd", jnp.maximum(top_p, 0.0), x[top_i])
+    return protos / jnp.maximum(jnp.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
+
+
+@jax.jit
+def rectify_prototypes(support, queries, q_mask, protos):
+    """BD-CSPN rectification on X' = [S; X]: m_k <- (1/n_k) sum_{argmax = k} softmax(10 cos)_k x.
+    Not divided by the weight sum (official); a class no row picks keeps its prototype."""
+    xs = jnp.concatenate([support, queries])
+    w_rows = jnp.concatenate([jnp.ones(support.shape[0], bool), q_mask]).astype(xs.dtype)
+    unit = lambda a: a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    cos = unit(xs) @ unit(protos).T
+    w = jax.nn.softmax(RECTIFY_TEMPERATURE * cos, axis=1)
+    pick = jax.nn.one_hot(jnp.argmax(cos, axis=1), protos.shape[0], dtype=xs.dtype) * w_rows[:, None]
+    count = pick.sum(0)
+    new = ((pick * w).T @ xs) / jnp.where(count > 0, count, 1.0)[:, None]
+    return jnp.where((count > 0)[:, None], new, protos)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "rectify"))
+def few_shot_unary(x, mask, support, support_labels, num_classes, rectify=False):
+    """Few-shot LaplacianShot: prototypes are support means (support (M, D), labels (M,)), with
+    optional rectification (queries shifted by mean(S) - mean(X) first). Returns (unary (Np, C),
+    the possibly shifted x, prototypes)."""
+    support = jnp.asarray(support)
+    onehot = jax.nn.one_hot(jnp.asarray(support_labels), num_classes, dtype=support.dtype)
+    protos = (onehot.T @ support) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
+    if rectify:
+        w = mask.astype(x.dtype)[:, None]
+        shift = support.mean(0) - jnp.sum(w * x, 0) / jnp.maximum(w.sum(), 1.0)
+        x = jnp.where(mask[:, None], x + shift, 0.0)
+        protos = rectify_prototypes(support, x, mask, protos)
+    return graph_bound.squared_distances(x, protos), x, protos
+
+
+def _metrics(args, iterations, energies, extra):
+    trace = np.asarray(energies, np.float64)
+    trace = trace[np.isfinite(trace)]
+    return {"variant": args.variant, "prototypes": args.prototypes, "knn": int(args.knn),
+            "lambda": float(args.lam), "centered": bool(args.center), "iterations": int(iterations),
+            "energy": graph_outputs.summary(trace), "predictions_setting": TRANSDUCTIVE,
+            "head": "soft class means (inductive)", **extra}
+
+
+def make(config) -> Method:
+    args = config.method_args
+    if args.variant not in ("lshot", "slk"):
+        raise ValueError(f"method_args.variant must be lshot or slk, not {args.variant!r}")
+    if args.prototypes not in ("text", "pseudo"):
+        raise ValueError("method_args.prototypes must be text or pseudo (few-shot supports go "
+                         f"through few_shot_unary in Python), not {args.prototypes!r}")
+    if args.slk_step not in ("kmeans", "ms"):
+        raise ValueError(f"method_args.slk_step must be kmeans or ms, not {args.slk_step!r}")
+    if int(args.knn) < 2:
+        raise ValueError("method_args.knn counts the node itself and must be >= 2")
+
+    def run(inputs: MethodInputs) -> MethodOutputs:
+        n = int(np.asarray(inputs.mask).sum())
+        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
+        scale = float(args.scale) or float(inputs.logit_scale)
+        nb = knn_graph(x, inputs.mask, int(args.knn), inputs.mesh, int(args.block))
+        lam = float(args.lam)
+        if args.variant == "lshot":
+            if args.prototypes == "text":
+                unary = text_unary(x, inputs.class_weights, scale)
+            else:
+                protos = pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale)
+                unary = graph_bound.squared_distances(x, protos)
+            res = graph_bound.bound_update(unary, nb, lam, inputs.mask, max_iters=int(args.max_iters),
+                                           tol=float(args.tol))
+            y, extra = res.y, {}
+            metrics = _metrics(args, res.iterations, res.energies, extra)
+        else:
+            protos = (inputs.class_weights if args.prototypes == "text" else
+                      pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale))
+            no_support = jnp.zeros_like(inputs.mask)
+            edges = float(np.asarray(nb.w.sum())) if args.bandwidth == "edges" else 5.0 * n
+            sigma2 = graph_bound.slk_bandwidth(x, nb, inputs.mask, edges)
+            res = graph_slk.slk(x, inputs.mask, nb, protos, no_support,
+                                jnp.zeros((x.shape[0], protos.shape[0]), x.dtype), lam, sigma2,
+                                prototype_step=args.slk_step, laplacian=bool(args.slk_laplacian),
+                                max_outer=int(args.slk_max_outer), tol=float(args.slk_tol),
+                                bound_iters=int(args.slk_bound_iters))
+            y = res.y
+            metrics = _metrics(args, res.iterations, res.energies,
+                               {"slk_step": args.slk_step, "empty_cluster_guard": bool(res.emptied),
+                                "sigma2": float(sigma2)})
+        probs = graph_outputs.host_rows(y, n)
+        head = graph_outputs.soft_mean_head(x, y, inputs.mask, mean, inputs.logit_scale)
+        return MethodOutputs(probs, probs.argmax(1), head, TRANSDUCTIVE, metrics)
+
+    return Method("laplacian", DESCRIPTION, run)

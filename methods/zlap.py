@@ -1,0 +1,187 @@
+"""ZLaP: label propagation over a kNN graph of pool images and class nodes (spec label_propagation.md A).
+
+Nodes: the C classes and the N pool images. Image i links to its k - 1 nearest images (weight
+max(cos, 0), self excluded) and to its min(k, C) nearest classes (weight max(cos, 0)^gamma); class
+nodes have no out-edges. W = A + A^T, S = D^-1/2 W D^-1/2, and the scores are Z = (I - alpha S)^-1 E_C
+(E_C: one-hot columns on the class nodes), solved for all classes at once by a truncated Neumann
+series (default) or per-column conjugate gradients. Transductive score of image i for class c:
+Z[image i, c]. Inductive score of a new image x: Z_all^T y_x (y_x: its kNN weights to the pool and
+its class weights), so one solve serves every new point (`inductive_scores`).
+
+The deployable head is the soft class means of the (centred) pool under the propagated scores.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from adapt import graph, graph_outputs
+from adapt.knn import blocked_knn
+from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+
+DESCRIPTION = "ZLaP: label propagation over a kNN graph of pool images and class nodes"
+log = logging.getLogger(__name__)
+
+
+class ZlapGraph(NamedTuple):
+    images: graph.Neighbours  # image -> image edges (Np, k-1), node ids are pool rows
+    classes: jax.Array  # (Np, C) image -> class edge weights (min(k, C) non-zeros per real row)
+    inv_sqrt_image: jax.Array  # (Np,) D^-1/2 on image nodes
+    inv_sqrt_class: jax.Array  # (C,) D^-1/2 on class nodes
+    class_degree: jax.Array  # (C,) degree of each class node (0: isolated)
+    sim_range: jax.Array  # (2,) min and max of kept similarities (proxy scaling), else (0, 1)
+
+
+class ZlapState(NamedTuple):
+    """Everything inductive scoring needs: the pool, its graph settings and Z_all = L^-1[:, :C]."""
+    pool: jax.Array  # (Np, D) features the graph was built on
+    mask: jax.Array  # (Np,)
+    classifier: jax.Array  # (C, D)
+    z_image: jax.Array  # (Np, C)
+    z_class: jax.Array  # (C, C)
+    sim_range: jax.Array
+    k: int
+    gamma: float
+    scale_sim: bool
+
+
+def _edge_weights(sim, keep, sim_range, scale_sim, power):
+    if scale_sim:
+        sim = (sim - sim_range[0]) / (sim_range[1] - sim_range[0])
+    w = jnp.maximum(sim, 0.0) ** power
+    return jnp.where(keep, w, 0.0)
+
+
+def class_edges(x, classifier, k, row_mask):
+    """Top min(k, C) classes of each row: (ids (N, kt), similarities (N, kt), keep (N, kt))."""
+    kt = min(k, classifier.shape[0])
+    sim, ids = lax.top_k(x @ classifier.T, kt)
+    return ids, sim, jnp.broadcast_to(row_mask[:, None], sim.shape)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "gamma", "scale_sim"))
+def _assemble(x, mask, classifier, knn_idx, knn_sim, *, k, gamma, scale_sim):
+    n, c = x.shape[0], classifier.shape[0]
+    img_keep = mask[:, None] & (knn_idx >= 0)
+    cls_ids, cls_sim, cls_keep = class_edges(x, classifier, k, mask)
+    self_sim = jnp.sum(x * x, axis=1, keepdims=True)  # the official kNN keeps the self edge here
+    kept = [jnp.where(img_keep, knn_sim, jnp.nan), jnp.where(cls_keep, cls_sim, jnp.nan),
+            jnp.where(mask[:, None], self_sim, jnp.nan)]
+    lo = jnp.min(jnp.stack([jnp.nanmin(a) for a in kept]))
+    hi = jnp.max(jnp.stack([jnp.nanmax(a) for a in kept]))
+    sim_range = jnp.stack([lo, hi]) if scale_sim else jnp.array([0.0, 1.0], x.dtype)
+    images = graph.from_knn(knn_idx, _edge_weights(knn_sim, img_keep, sim_range, scale_sim, 1.0), mask)
+    w_cls = _edge_weights(cls_sim, cls_keep, sim_range, scale_sim, gamma)
+    classes = jnp.zeros((n, c), x.dtype).at[jnp.arange(n)[:, None], cls_ids].add(w_cls)
+    d_img = images.w.sum(1) + graph.in_degree(images, n) + classes.sum(1)
+    d_cls = classes.sum(0)
+    return ZlapGraph(images, classes, graph.inv_sqrt_degree(d_img), graph.inv_sqrt_degree(d_cls),
+                     d_cls, sim_range)
+
+
+def apply_s(g: ZlapGraph, z):
+    """S z for z = (z_image (Np, C'), z_class (C, C'))."""
+    z_img, z_cls = z
+    u_img = g.inv_sqrt_image[:, None] * z_img
+    u_cls = g.inv_sqrt_class[:, None] * z_cls
+    out_img = (graph.gather_sum(g.images, u_img) + graph.scatter_sum(g.images, u_img, u_img.shape[0])
+               + g.classes @ u_cls)
+    out_cls = g.classes.T @ u_img
+    return g.inv_sqrt_image[:, None] * out_img, g.inv_sqrt_class[:, None] * out_cls
+
+
+@functools.partial(jax.jit, static_argnames=("alpha", "terms", "solver", "tol", "max_iters"))
+def solve(g: ZlapGraph, *, alpha, terms, solver="series", tol=1e-6, max_iters=50):
+    """Z = (I - alpha S)^-1 E_C -> (z_image (Np, C), z_class (C, C), info dict of arrays)."""
+    c = g.classes.shape[1]
+    b = (jnp.zeros_like(g.classes), jnp.eye(c, dtype=g.classes.dtype))
+    if solver == "series":
+        z = graph.propagate_series(lambda v: apply_s(g, v), b, alpha, terms)
+        iters = jnp.full((c,), terms, jnp.int32)
+    else:
+        def apply_l(v):
+            return jax.tree.map(lambda a, sa: a - alpha * sa, v, apply_s(g, v))
+        z, iters, _ = graph.conjugate_gradient(apply_l, b, tol=tol, max_iters=max_iters)
+    sz = apply_s(g, z)
+    residual = jnp.max(jnp.stack([jnp.max(jnp.abs(zz - bb - alpha * s_))
+                                  for zz, bb, s_ in zip(z, b, sz)]))
+    return z[0], z[1], {"iterations": iters, "residual": residual}
+
+
+def transductive(x, mask, classifier, *, k=5, gamma=5.0, alpha=0.3, tol=1e-6, solver="series",
+                 scale_sim=False, mesh=None, block=1024):
+    """Builds the graph and solves it: returns (ZlapState, ZlapGraph, info)."""
+    knn_sim, knn_idx = blocked_knn(x, x, k - 1, exclude_self=True, block=block, key_mask=mask,
+                                   mesh=mesh)
+    g = _assemble(x, mask, classifier, knn_idx, knn_sim, k=k, gamma=float(gamma), scale_sim=scale_sim)
+    terms = graph.series_terms(alpha, tol)
+    z_img, z_cls, info = solve(g, alpha=float(alpha), terms=terms, solver=solver, tol=tol)
+    state = ZlapState(x, mask, classifier, z_img, z_cls, g.sim_range, k, float(gamma), scale_sim)
+    return state, g, dict(info, terms=terms)
+
+
+def sparsify_top1(z: jax.Array) -> jax.Array:
+    """Keeps the largest entry of each row of Z_all (the official sparse inductive variant)."""
+    top = jnp.argmax(z, axis=1)
+    return jnp.where(jnp.arange(z.shape[1])[None, :] == top[:, None], z, 0.0)
+
+
+def inductive_scores(state: ZlapState, x_new, sparse=False, mesh=None, block=1024):
+    """Scores (M, C) of new images x_new (M, D) (already in the pool's feature space), not added
+    to the graph: Z_all^T y_x with y_x the k image neighbours (no self exclusion) and the class
+    edges of x, weighted exactly as the pool's edges."""
+    sim, idx = blocked_knn(x_new, state.pool, state.k, block=block, key_mask=state.mask, mesh=mesh)
+    keep = idx >= 0
+    w_img = _edge_weights(sim, keep, state.sim_range, state.scale_sim, 1.0)
+    cls_ids, cls_sim, cls_keep = class_edges(x_new, state.classifier, state.k,
+                                             jnp.ones(x_new.shape[0], bool))
+    w_cls = _edge_weights(cls_sim, cls_keep, state.sim_range, state.scale_sim, state.gamma)
+    z_img, z_cls = state.z_image, state.z_class
+    if sparse:
+        z_img, z_cls = sparsify_top1(z_img), sparsify_top1(z_cls)
+    nb = graph.from_knn(idx, w_img)
+    return graph.gather_sum(nb, z_img) + graph.gather_sum(graph.Neighbours(cls_ids, w_cls), z_cls)
+
+
+def make(config) -> Method:
+    args = config.method_args
+    k, gamma, alpha = int(args.k), float(args.gamma), float(args.alpha)
+    if k < 2:
+        raise ValueError("method_args.k must be >= 2 (the node itself counts as one neighbour)")
+    if args.solver not in ("series", "cg"):
+        raise ValueError(f"method_args.solver must be series or cg, not {args.solver!r}")
+
+    def run(inputs: MethodInputs) -> MethodOutputs:
+        n = int(np.asarray(inputs.mask).sum())
+        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
+        state, g, info = transductive(x, inputs.mask, inputs.class_weights, k=k, gamma=gamma,
+                                      alpha=alpha, tol=float(args.tol), solver=args.solver,
+                                      scale_sim=bool(args.scale_sim), mesh=inputs.mesh,
+                                      block=int(args.block))
+        probs_dev = graph_outputs.row_normalize(state.z_image)
+        probs = graph_outputs.host_rows(probs_dev, n)
+        isolated = [int(c) for c in np.flatnonzero(np.asarray(g.class_degree) <= 0)]
+        if isolated:
+            log.warning("ZLaP: class nodes %s have no incoming image edge and cannot be predicted",
+                        isolated)
+        head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
+        iters = np.asarray(info["iterations"])
+        metrics = {
+            "graph": {"k": k, "gamma": gamma, "alpha": alpha, "centered": bool(args.center),
+                      "image_edges": int(np.asarray(g.images.w > 0).sum()),
+                      "class_edges": int(np.asarray(g.classes > 0).sum())},
+            "solver": args.solver, "series_terms": info["terms"],
+            "iterations": int(iters.max()), "residual_max_abs": float(info["residual"]),
+            "truncation_bound": alpha ** (info["terms"] + 1) / (1 - alpha) if args.solver == "series" else None,
+            "isolated_classes": isolated,
+            "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)",
+        }
+        return MethodOutputs(probs, probs.argmax(1), head, TRANSDUCTIVE, metrics)
+
+    return Method("zlap", DESCRIPTION, run)

@@ -1,0 +1,125 @@
+"""TMV-HLP-style propagation (methods/hypergraph.py, adapt/graph_hyper.py, adapt/graph_cca.py)
+against the dense NumPy restatement of the spec, plus the spec's property checks."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+
+from adapt import graph_cca, graph_hyper
+from adapt import mesh as mesh_lib
+from adapt.config import load_config
+from adapt.method import MethodInputs
+from adapt.text import ClassTexts
+from methods import hypergraph
+from tests import reference_graph as ref
+
+N, C, K = 120, 4, 4
+
+
+def _data(seed=1):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, C, N)
+    c1, c2 = rng.normal(size=(C, 10)), rng.normal(size=(C, 8))
+    x = c1[labels] + 1.5 * rng.normal(size=(N, 10))
+    extra = np.abs(c2[labels] + 1.5 * rng.normal(size=(N, 8)))
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    return unit(x), unit(c1), extra.astype(np.float32), np.abs(c2).astype(np.float32), labels
+
+
+def _run(x, t, extra, extra_protos, n_devices=8, **overrides):
+    config = load_config("configs/hypergraph.py")
+    with config.unlocked():
+        config.method_args.update(dict(k=K, refine_top=10, cca_floor=0.0, block=32, views=["all"]) | overrides)
+    mesh = mesh_lib.make_mesh(n_devices)
+    xs, mask = mesh_lib.shard_rows(x, mesh)
+    es, _ = mesh_lib.shard_rows(extra, mesh)
+    texts = ClassTexts(t, extra_protos, "extra", [[]] * C, [[]] * C)
+    inputs = MethodInputs(xs, mask, mesh_lib.replicate(t, mesh), 10.0, {"embedding": xs, "extra": es}, texts,
+                          mesh, jax.random.key(0))
+    return hypergraph.make(config).run(inputs)
+
+
+def test_method_matches_the_dense_restatement_on_1_and_8_devices_and_under_permutation():
+    x, t, extra, extra_protos, _ = _data()
+    eight = _run(x, t, extra, extra_protos, 8)
+    xc = x - x.mean(0)
+    xc /= np.linalg.norm(xc, axis=1, keepdims=True)
+    views = [xc, extra, xc @ t.T]
+    f, _ = ref.tmv_hlp(views, [t, extra_protos, t @ t.T], k=K, alpha=0.35, refine_top=10, cca_floor=0.0)
+    np.testing.assert_array_equal(eight.predictions, f.argmax(1))
+    assert eight.metrics["views"] == ["embedding", "extra", "text"] and eight.metrics["hyperedge_pairs"] == 6
+    one = _run(x, t, extra, extra_protos, 1)
+    np.testing.assert_array_equal(one.predictions, eight.predictions)
+    np.testing.assert_allclose(one.probs, eight.probs, rtol=1e-5, atol=1e-7)
+    perm = np.random.default_rng(2).permutation(N)
+    permuted = _run(x[perm], t, extra[perm], extra_protos, 8)
+    np.testing.assert_array_equal(permuted.predictions, eight.predictions[perm])
+    np.testing.assert_allclose(permuted.probs, eight.probs[perm], rtol=1e-4, atol=1e-6)
+    assert eight.setting == "transductive" and np.allclose(eight.probs.sum(1), 1, atol=1e-5)
+
+
+def _function_inputs(n_devices=8):
+    x, t, extra, extra_protos, labels = _data()
+    mesh = mesh_lib.make_mesh(n_devices)
+    views = [x, extra]
+    shards = [mesh_lib.shard_rows(v, mesh)[0] for v in views]
+    return views, shards, mesh_lib.shard_rows(x, mesh)[1], mesh, [t, None], labels
+
+
+def test_scores_equal_the_restatement_and_fusion_without_hyperedges_is_plain_propagation():
+    views, shards, mask, mesh, protos, _ = _function_inputs()
+    kw = dict(k=K, alpha=0.35, refine_top=10, cca_floor=0.0)
+    want, pieces = ref.tmv_hlp(views, protos, **kw)
+    for official in (False, True):
+        _, f, info = hypergraph.tmv_hlp(shards, [jnp.asarray(protos[0]), None], mask, mesh, tol=1e-9, block=32,
+                                        official_delta=official, **kw)
+        np.testing.assert_allclose(np.asarray(f)[:N], want, atol=1e-6)
+    assert info["residual_max_abs"] < 1e-6
+    _, f0, _ = hypergraph.tmv_hlp(shards, [jnp.asarray(protos[0]), None], mask, mesh, tol=1e-9, block=32,
+                                  hyper_share=0.0, **kw)
+    cw = pieces["cW"]
+    d = cw.sum(1)
+    s = cw / np.sqrt(d[:, None] * d[None, :])
+    y = np.zeros((N + C, C))
+    y[N:] = 2 * np.eye(C) - 1
+    plain = 0.65 * np.linalg.solve(np.eye(N + C) - 0.35 * s, y)[:N]
+    np.testing.assert_allclose(np.asarray(f0)[:N], plain, atol=1e-6)
+
+
+def test_zscore_topk_hypergraph_operator_and_cca_residual():
+    views, shards, mask, mesh, protos, _ = _function_inputs()
+    means, projs, lam, cov_all, cov_diag, w = graph_cca.multiview_cca(shards, mask, floor=0.0)
+    residual = cov_all @ w - (cov_diag @ w) * lam[None, :]
+    assert np.abs(residual).max() <= 1e-6 * np.abs(cov_all).max()
+    nodes, node_mask, start, _ = hypergraph.embed_nodes(shards, [jnp.asarray(protos[0]), None], mask, mesh,
+                                                        refine_top=10, cca_floor=0.0)
+    keep = np.asarray(node_mask)
+    xa, xb = np.asarray(nodes[0], np.float64)[keep], np.asarray(nodes[1], np.float64)[keep]
+    d = ((xa[:, None] - xb[None]) ** 2).sum(-1)
+    median = float(np.median(d))
+    z_want = scipy.stats.zscore(scipy.stats.zscore(np.exp(-d / median), axis=1, ddof=1), axis=0, ddof=1)
+    rows = start + jnp.arange(C, dtype=jnp.int32)
+    val, ids, pval, pids = graph_hyper.double_zscore_topk(nodes[0], nodes[1], node_mask, median, K, rows,
+                                                          block=32, mesh=mesh)
+    order = np.argsort(-z_want, axis=1, kind="stable")
+    np.testing.assert_array_equal(np.asarray(ids)[:N], order[:N, 1:K + 1])  # rank 1 skipped, k kept
+    np.testing.assert_array_equal(np.asarray(pids), order[N:, 1:9 * K + 1])  # prototypes keep 9k
+    np.testing.assert_allclose(np.asarray(val)[:N], np.take_along_axis(z_want[:N], order[:N, 1:K + 1], 1), atol=1e-4)
+    lists = graph_hyper.kept_lists(val, ids, pval, pids, node_mask, start, C)
+    delta, d_v = graph_hyper.hyperedge_stats(lists)
+    n_nodes = nodes.shape[1]
+    inv = jnp.where(d_v > 0, jax.lax.rsqrt(jnp.where(d_v > 0, d_v, 1.0)), 1.0)
+    s_hyp = np.asarray(graph_hyper.apply_hypergraph(graph_hyper.stack([graph_hyper.to_edges(lists)]), delta[None],
+                                                    jnp.eye(n_nodes), inv))[np.ix_(keep, keep)]
+    g = np.zeros((N + C, N + C))
+    g[np.arange(N)[:, None], order[:N, 1:K + 1]] = z_want[np.arange(N)[:, None], order[:N, 1:K + 1]]
+    g[np.arange(N, N + C)[:, None], order[N:, 1:9 * K + 1]] = z_want[np.arange(N, N + C)[:, None], order[N:, 1:9 * K + 1]]
+    h = (np.maximum(g, 0) + np.maximum(g, 0).T) / 2
+    count = (h > 0).sum(1)
+    dl = np.where(count > 0, h.sum(1) / np.maximum(count, 1), 0)
+    dv = (dl[:, None] * h ** 2).sum(0)
+    dm = 1 / np.sqrt(dv)
+    want = dm[:, None] * (h @ (dl[:, None] * h)) * dm[None, :]
+    np.testing.assert_allclose(s_hyp, want, atol=1e-4)
+    np.testing.assert_allclose(s_hyp, s_hyp.T, atol=1e-5)
+    np.testing.assert_allclose(np.diag(s_hyp)[dv > 0], 1.0, atol=1e-5)
