@@ -14,6 +14,7 @@ import numpy as np
 
 from adapt import ops
 from adapt.method import Head
+from adapt.distributed import to_host
 
 
 def pool_features(x: jax.Array, mask: jax.Array, center: bool) -> tuple[jax.Array, jax.Array | None]:
@@ -34,8 +35,8 @@ def soft_mean_head(x: jax.Array, y: jax.Array, mask: jax.Array, mean: jax.Array 
                    scale: float) -> Head:
     """Head with weights (C, D) = normalized soft class means of the features x (Np, D) under the
     assignments y (Np, C); `center` is the mean the features were centred on (or None)."""
-    weights = np.asarray(_soft_means(x, y, mask), np.float32)
-    center = None if mean is None else np.asarray(mean, np.float32)
+    weights = to_host(_soft_means(x, y, mask)).astype(np.float32)
+    center = None if mean is None else to_host(mean).astype(np.float32)
     return Head(weights=weights, center=center, normalize=True, scale=float(scale))
 
 
@@ -49,12 +50,12 @@ def row_normalize(scores: jax.Array) -> jax.Array:
 
 def host_rows(a: jax.Array, n: int) -> np.ndarray:
     """The first n (real) rows of a sharded (Np, ...) array, as float32 NumPy."""
-    return np.asarray(a, np.float32)[:n]
+    return to_host(a).astype(np.float32)[:n]
 
 
 def summary(trace: np.ndarray) -> dict:
     """A short JSON-able summary of an energy or residual trace."""
-    trace = np.asarray(trace, np.float64)
+    trace = to_host(trace).astype(np.float64)
     if trace.size == 0:
         return {"first": None, "last": None, "min": None, "monotone_non_increasing": None}
     return {"first": float(trace[0]), "last": float(trace[-1]), "min": float(trace.min()),

@@ -25,6 +25,7 @@ from jax import lax
 from adapt import graph, graph_bound, graph_outputs, graph_slk
 from adapt.knn import blocked_knn, euclidean_knn
 from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.distributed import to_host
 
 DESCRIPTION = "LaplacianShot / SLK: Laplacian-regularised assignment to text or pool prototypes"
 RECTIFY_TEMPERATURE = 10.0
@@ -86,7 +87,7 @@ def few_shot_unary(x, mask, support, support_labels, num_classes, rectify=False)
 
 
 def _metrics(args, iterations, energies, extra):
-    trace = np.asarray(energies, np.float64)
+    trace = to_host(energies).astype(np.float64)
     trace = trace[np.isfinite(trace)]
     return {"variant": args.variant, "prototypes": args.prototypes, "knn": int(args.knn),
             "lambda": float(args.lam), "centered": bool(args.center), "iterations": int(iterations),
@@ -107,7 +108,7 @@ def make(config) -> Method:
         raise ValueError("method_args.knn counts the node itself and must be >= 2")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
-        n = int(np.asarray(inputs.mask).sum())
+        n = int(to_host(inputs.mask).sum())
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
         scale = float(args.scale) or float(inputs.logit_scale)
         nb = knn_graph(x, inputs.mask, int(args.knn), inputs.mesh, int(args.block))
@@ -126,7 +127,7 @@ def make(config) -> Method:
             protos = (inputs.class_weights if args.prototypes == "text" else
                       pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale))
             no_support = jnp.zeros_like(inputs.mask)
-            edges = float(np.asarray(nb.w.sum())) if args.bandwidth == "edges" else 5.0 * n
+            edges = float(to_host(nb.w.sum())) if args.bandwidth == "edges" else 5.0 * n
             sigma2 = graph_bound.slk_bandwidth(x, nb, inputs.mask, edges)
             res = graph_slk.slk(x, inputs.mask, nb, protos, no_support,
                                 jnp.zeros((x.shape[0], protos.shape[0]), x.dtype), lam, sigma2,

@@ -12,7 +12,7 @@ import pytest
 from tests.clip_fixtures import write_tiny_clip
 from tests.test_engine import _write_pool
 
-METHODS = ["zero_shot"]
+METHODS = ["zero_shot", "laplacian"]
 
 
 def _free_port():
