@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every graph method on Fashion-MNIST test (as given and inverted) with the offline default model,
+# default hyperparameters, then the reported variants. Usage: run_fashion.sh [RUNS_DIR]
+set -euo pipefail
+RUNS=${1:-runs/graph_methods}
+for preset in fashion_mnist fashion_mnist_inverted; do
+  for method in zlap laplacian hypergraph; do
+    adapt run configs/$method.py:$preset --workdir "$RUNS/$method/$preset"
+  done
+  adapt run configs/laplacian.py:$preset --workdir "$RUNS/slk/$preset" --set method_args.variant=slk
+  adapt run configs/hypergraph.py:$preset --workdir "$RUNS/hypergraph_all_views/$preset" \
+    --set method_args.views=all
+done
+python experiments/graph_methods/collect.py "$RUNS"
