@@ -15,9 +15,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from adapt import graph
 from adapt.knn import NO_NEIGHBOUR, merge_top_k, tile_stream
 
 

@@ -1,9 +1,9 @@
 """Plain NumPy/SciPy restatements of the official graph algorithms (specs laplacian.md and
 label_propagation.md), written from the specs and read against the official code, in float64.
 
-They are the parity oracles of tests/test_zlap.py, test_laplacian.py, test_hypergraph.py and the
-"reference" side of experiments/graph_methods/benchmark.py, so they stay plain: loops and
-scipy.sparse as the official code has them, no JAX.
+They are the parity oracles of tests/test_zlap.py and test_laplacian.py and the "reference" side of
+experiments/graph_methods/benchmark.py, so they stay plain: loops and scipy.sparse as the official
+code has them, no JAX. TMV-HLP's dense restatement is tests/reference_hypergraph.py.
 """
 from __future__ import annotations
 
@@ -226,111 +226,3 @@ def slk(x, kernel, protos, support_labels, lam, method="kmeans", lap=True, sigma
             break
         old_e = e
     return labels, protos, energies
-
-
-# --------------------------------------------------------------------------------------- TMV-HLP
-def _unit_rows(a):
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-
-
-def _keep_top(values, k, n_pool):
-    """Each row keeps its top k after skipping rank 1 (prototype rows, from n_pool on, keep 9k)."""
-    kept = np.zeros_like(values)
-    order = np.argsort(-values, axis=1, kind="stable")
-    for r in range(values.shape[0]):
-        m = k if r < n_pool else 9 * k
-        cols = order[r, 1:m + 1]
-        kept[r, cols] = values[r, cols]
-    return kept
-
-
-def zscore_rows_then_cols(g):
-    g = (g - g.mean(1, keepdims=True)) / g.std(1, ddof=1, keepdims=True)
-    return (g - g.mean(0, keepdims=True)) / g.std(0, ddof=1, keepdims=True)
-
-
-def cca(views, floor=0.0, reg=1e-4):
-    """Multi-view CCA by scipy's generalized eigh: (means, per-view projections scaled by lambda^4,
-    eigenvalues), directions with lambda^4 < floor * max dropped."""
-    import scipy.linalg
-
-    dims = [v.shape[1] for v in views]
-    x = np.concatenate(views, axis=1)
-    cov_all = np.cov(x, rowvar=False)
-    cov_diag = np.zeros_like(cov_all)
-    cuts = np.cumsum([0] + dims)
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        cov_all[a:b, a:b] += reg * np.eye(b - a)
-        cov_diag[a:b, a:b] = cov_all[a:b, a:b]
-    lam, w = scipy.linalg.eigh(cov_all, cov_diag)
-    lam, w = lam[::-1], w[:, ::-1]
-    weight = np.maximum(lam, 0) ** 4
-    keep = weight >= floor * weight.max()
-    proj = w[:, keep] * weight[keep]
-    means = x.mean(0)
-    return ([means[a:b] for a, b in zip(cuts[:-1], cuts[1:])],
-            [proj[a:b] for a, b in zip(cuts[:-1], cuts[1:])], lam[keep])
-
-
-def tmv_hlp(views, protos, k=10, alpha=0.35, refine_top=500, cca_floor=0.0, priors=None,
-            hyper_share=0.75, official_delta=False):
-    """Dense TMV-HLP as the spec states it, with our deliberate differences (one propagation,
-    memberships clipped at 0, the same CCA floor). Returns F (N, C) and the dense pieces."""
-    views = [np.asarray(v, np.float64) for v in views]
-    n = views[0].shape[0]
-    refined = []
-    for v, p in zip(views, protos):
-        if p is None:
-            refined.append(None)
-            continue
-        cos = _unit_rows(np.asarray(p, np.float64)) @ _unit_rows(v).T
-        top = np.argsort(-cos, axis=1, kind="stable")[:, :min(refine_top, n)]
-        refined.append(v[top].mean(1))
-    means, projs, _ = cca(views, cca_floor)
-    emb = [(v - m) @ w for v, m, w in zip(views, means, projs)]
-    pemb = [None if p is None else (p - m) @ w for p, m, w in zip(refined, means, projs)]
-    shared = np.mean([p for p in pemb if p is not None], axis=0)
-    nodes = [_unit_rows(np.concatenate([e, shared if p is None else p])) for e, p in zip(emb, pemb)]
-    n_all, c = nodes[0].shape[0], shared.shape[0]
-    sq = lambda a, b: (a ** 2).sum(1)[:, None] - 2 * a @ b.T + (b ** 2).sum(1)[None, :]  # noqa: E731
-    off = ~np.eye(n_all, dtype=bool)
-    ks = []
-    for x in nodes:
-        d = sq(x, x)
-        kept = _keep_top(np.exp(-d / np.median(d[off])), k, n)
-        ks.append((kept + kept.T) / 2)
-    v_count = len(nodes)
-    sim = np.zeros((v_count, v_count))
-    for i in range(v_count):
-        for j in range(v_count):
-            if i != j:
-                t = 1 / np.maximum(np.linalg.norm(nodes[i] - nodes[j], axis=1), 1e-12)
-                sim[i, j] = t[t > 1 / np.sqrt(2)].sum()
-    deg = sim.sum(1)
-    pg = deg / deg.sum()
-    prior = np.ones(v_count) if priors is None else np.asarray(priors, np.float64)
-    cw = sum(prior[i] * pg[i] * ks[i] for i in range(v_count))
-    hs, deltas = [], []
-    for i in range(v_count):
-        for j in range(v_count):
-            if i == j:
-                continue
-            d = sq(nodes[i], nodes[j])
-            g = _keep_top(zscore_rows_then_cols(np.exp(-d / np.median(d))), k, n)
-            h_raw = (g + g.T) / 2
-            h = (np.maximum(g, 0) + np.maximum(g, 0).T) / 2
-            count = (h > 0).sum(1)
-            total = (h_raw if official_delta else h).sum(1)
-            deltas.append(np.where(count > 0, total / np.maximum(count, 1), 0.0))
-            hs.append(h)
-    dv = sum((dl[:, None] * h ** 2).sum(0) for dl, h in zip(deltas, hs))
-    dv_m = np.where(dv > 0, 1 / np.sqrt(np.where(dv > 0, dv, 1)), 1.0)
-    s_hyp = dv_m[:, None] * sum(h @ (dl[:, None] * h) for dl, h in zip(deltas, hs)) * dv_m[None, :]
-    w = (1 - hyper_share) * cw + hyper_share * s_hyp
-    dw = w.sum(1)
-    dm = 1 / np.sqrt(np.where(dw > 0, dw, 1))
-    s = dm[:, None] * w * dm[None, :]
-    y = np.zeros((n_all, c))
-    y[n:] = 2 * np.eye(c) - 1
-    f = (1 - alpha) * np.linalg.solve(np.eye(n_all) - alpha * s, y)
-    return f[:n], {"S": s, "W": w, "S_hyp": s_hyp, "cW": cw, "pg": pg, "nodes": nodes}

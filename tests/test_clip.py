@@ -189,6 +189,8 @@ def test_same_embedding_on_1_and_8_devices(tiny):
     one = _embed_on(jax.make_mesh((1,), ("pool",), axis_types=auto, devices=jax.devices()[:1]), graphdef, state, x)
     eight = _embed_on(jax.make_mesh((8,), ("pool",), axis_types=auto), graphdef, state, x)
     np.testing.assert_allclose(eight, one, atol=1e-5)
+    chunked = jit_call(model, "encode_images", jnp.asarray(x), chunk=4)  # lax.map over 4 slices
+    np.testing.assert_allclose(chunked, one, atol=1e-5)
 
 
 def test_preprocess_from_checkpoint(tiny, tmp_path):

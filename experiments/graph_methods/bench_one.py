@@ -71,7 +71,9 @@ def run_reference(method, x, t, k):
     from tests import reference_graph as ref
 
     if method == "hypergraph":
-        return ref.tmv_hlp([x, second_view(x)], [t, None], k=k, cca_floor=0.0)[0]
+        from tests import reference_hypergraph
+
+        return reference_hypergraph.tmv_hlp([x, second_view(x)], [t, None], k=k, cca_floor=0.0)[0]
     if method == "zlap":
         return ref.zlap_transductive(x, t, k=k, gamma=5.0, alpha=0.3)
     kernel = ref.lshot_affinity(x, k)
