@@ -19,6 +19,8 @@ import numpy as np
 import scipy.linalg
 from jax import lax
 
+from adapt.distributed import to_host
+
 CCA_REG = 1e-4
 
 
@@ -51,7 +53,7 @@ def multiview_cca(views, mask, floor=1e-4):
     lambda^4, eigenvalues (r,) float64, cov_all, cov_diag (float64, for tests))."""
     dims = [int(v.shape[1]) for v in views]
     mean, cov = _moments(tuple(jnp.asarray(v) for v in views), jnp.asarray(mask))
-    cov = np.asarray(cov, np.float64)
+    cov = to_host(cov).astype(np.float64)
     cuts = np.cumsum([0] + dims)
     cov_all = cov.copy()
     cov_diag = np.zeros_like(cov)
@@ -67,6 +69,7 @@ def multiview_cca(views, mask, floor=1e-4):
     weight = np.maximum(lam, 0.0) ** 4
     keep = weight >= floor * weight.max()
     proj = w[:, keep] * weight[keep]
+    mean = to_host(mean)
     means = [np.asarray(mean[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
     projs = [proj[a:b].astype(np.float32) for a, b in zip(cuts[:-1], cuts[1:])]
     return means, projs, lam[keep], cov_all, cov_diag, w[:, keep]
@@ -102,9 +105,9 @@ def pair_median(xa, xb, mask, same_view, *, exact_limit=2000, samples=200_000, s
     Exact up to `exact_limit` valid nodes, else over `samples` pairs drawn with a fixed seed (the
     declared estimate of the spec above 20k nodes; our cut is lower to keep the step cheap: a
     quantile from 200k pairs is off by about 0.2 percentile points)."""
-    rows = np.flatnonzero(np.asarray(mask))
+    rows = np.flatnonzero(to_host(mask))
     if rows.size <= exact_limit:
-        a_all, b_all = np.asarray(xa, np.float64)[rows], np.asarray(xb, np.float64)[rows]
+        a_all, b_all = to_host(xa).astype(np.float64)[rows], to_host(xb).astype(np.float64)[rows]
         d = (a_all ** 2).sum(1)[:, None] - 2 * a_all @ b_all.T + (b_all ** 2).sum(1)[None, :]
         if same_view:
             d = d[~np.eye(rows.size, dtype=bool)]
@@ -118,4 +121,4 @@ def pair_median(xa, xb, mask, same_view, *, exact_limit=2000, samples=200_000, s
     pad = (-a.size) % chunk
     d = _pair_sq_dist(jnp.asarray(xa), jnp.asarray(xb), jnp.asarray(np.r_[a, a[:pad]], jnp.int32),
                       jnp.asarray(np.r_[b, b[:pad]], jnp.int32), chunk=chunk)
-    return float(np.median(np.asarray(d)[:a.size]))
+    return float(np.median(to_host(d)[:a.size]))

@@ -21,6 +21,7 @@ import numpy as np
 
 from adapt import graph, graph_cca, graph_hyper, graph_outputs
 from adapt import mesh as mesh_lib
+from adapt.distributed import to_host
 from adapt.knn import blocked_knn
 from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 
@@ -49,14 +50,14 @@ def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
     embeddings (V, N'p, r) row-normalised (pool rows, then C prototypes, then padding), node_mask,
     the prototype start row and CCA info."""
     np_rows, c = views[0].shape[0], next(p for p in protos if p is not None).shape[0]
-    top = min(int(refine_top), int(np.asarray(mask).sum()))
+    top = min(int(refine_top), int(to_host(mask).sum()))
     protos = [None if p is None else graph_cca.refine_prototypes(v, mask, jnp.asarray(p), top=top)
               for v, p in zip(views, protos)]
     means, projs, lam, *_ = graph_cca.multiview_cca(views, mask, cca_floor)
     pad = mesh_lib.padded_size(np_rows + c, mesh) - np_rows - c
     nodes = _nodes(tuple(views), tuple(protos), tuple(jnp.asarray(m, jnp.float32) for m in means),
                    tuple(jnp.asarray(w) for w in projs), mask, pad=pad)
-    node_mask = np.concatenate([np.asarray(mask), np.ones(c, bool), np.zeros(pad, bool)])
+    node_mask = np.concatenate([to_host(mask), np.ones(c, bool), np.zeros(pad, bool)])
     nodes = jax.device_put(nodes, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, mesh_lib.POOL)))
     node_mask = jax.device_put(node_mask, mesh_lib.pool_sharding(mesh))
     return nodes, node_mask, np_rows, {"cca_dims": int(lam.size), "cca_top_eigenvalue": float(lam[0])}
@@ -72,14 +73,11 @@ def view_kernel_lists(x, node_mask, median, k, start, c, mesh, block):
     return graph_hyper.kept_lists(val[:, 1:], ids[:, 1:], pval[:c, 1:], pids[:c, 1:], node_mask, start, c)
 
 
-@functools.partial(jax.jit, static_argnames=("terms",))
-def propagate(view_edges, view_coef, pair_edges, delta, d_v, b, alpha, hyper_share, *, terms):
-    """Z = sum_t alpha^t S^t B for W = (1 - share) sum_i coef_i (K_i + K_i^T)/2 + share S_hyp,
-    S = D^-1/2 W D^-1/2 (D = W 1, self-loops of S_hyp included). view_edges and pair_edges are
-    lists of KeptLists, delta a list of (N'p,), d_v (N'p,) summed over the pairs.
-    Returns (Z_T, max |Z_T - B - alpha S Z_T|), the residual read off one more series step."""
-    view_edges = graph_hyper.stack([graph_hyper.to_edges(v) for v in view_edges])
-    pair_edges = graph_hyper.stack([graph_hyper.to_edges(p) for p in pair_edges])
+def _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, n):
+    """u -> S u with W = (1 - share) sum_i coef_i (K_i + K_i^T)/2 + share S_hyp and
+    S = D^-1/2 W D^-1/2 (D = W 1, self-loops of S_hyp included)."""
+    view_edges = graph_hyper.stack([graph_hyper.to_edges(v) for v in view_lists])
+    pair_edges = graph_hyper.stack([graph_hyper.to_edges(p) for p in pair_lists])
     delta = jnp.stack(delta)
     inv_dv = graph.inv_sqrt_degree(d_v)
 
@@ -87,19 +85,34 @@ def propagate(view_edges, view_coef, pair_edges, delta, d_v, b, alpha, hyper_sha
         cw = jax.vmap(lambda e, c: c * graph_hyper.apply_sym(e, u))(view_edges, view_coef).sum(0)
         return (1.0 - hyper_share) * cw + hyper_share * graph_hyper.apply_hypergraph(pair_edges, delta, u, inv_dv)
 
-    inv_d = graph.inv_sqrt_degree(apply_w(jnp.ones((b.shape[0], 1), b.dtype))[:, 0])
+    inv_d = graph.inv_sqrt_degree(apply_w(jnp.ones((n, 1)))[:, 0])
+    return lambda u: inv_d[:, None] * apply_w(inv_d[:, None] * u)
+
+
+@functools.partial(jax.jit, static_argnames=("terms",))
+def propagate(view_lists, view_coef, pair_lists, delta, d_v, b, alpha, hyper_share, *, terms):
+    """Z = sum_t alpha^t S^t B (lists of KeptLists per view and per view pair, delta a list of
+    (N'p,), d_v (N'p,) summed over the pairs). Returns (Z_T, max |Z_T - B - alpha S Z_T|), the
+    residual read off one more series step."""
+    apply_s = _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, b.shape[0])
 
     def step(_, carry):
-        z = carry[1]
-        return z, b + alpha * inv_d[:, None] * apply_w(inv_d[:, None] * z)
+        return carry[1], b + alpha * apply_s(carry[1])
 
     z_t, z_next = jax.lax.fori_loop(0, terms + 1, step, (b, b))
     return z_t, jnp.max(jnp.abs(z_next - z_t))
 
 
+@jax.jit
+def spectral_radius(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, v0):
+    """Power-iteration estimate of rho(S), for W that may hold negative entries (official_delta)."""
+    apply_s = _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, v0.shape[0])
+    return graph.power_iteration(apply_s, v0, iters=100)
+
+
 def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top=500,
             cca_floor=1e-4, priors=None, hyper_share=HYPER_SHARE, official_delta=False, block=1024,
-            median_exact_limit=2000, median_samples=1_000_000, seed=0):
+            median_exact_limit=2000, median_samples=200_000, seed=0):
     """Scores of the pool rows. Returns (Z (Np, C) >= 0 from one-hot prototype sources,
     F (Np, C) = the official (1 - alpha)(I - alpha S)^-1 [0; 2I - 1] rows, info)."""
     nodes, node_mask, start, info = embed_nodes(views, protos, mask, mesh, refine_top=refine_top,
@@ -124,12 +137,21 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
             pairs.append((lists, *graph_hyper.hyperedge_stats(lists, official_delta=official_delta)))
     b = jnp.zeros((nodes.shape[1], c)).at[proto_rows, jnp.arange(c)].set(1.0)
     terms = graph.series_terms(alpha, tol)
-    z, residual = propagate(view_lists, prior * pg, [p[0] for p in pairs], [p[1] for p in pairs],
-                            sum(p[2] for p in pairs), b, alpha, hyper_share, terms=terms)
+    operator = (view_lists, prior * pg, [p[0] for p in pairs], [p[1] for p in pairs], sum(p[2] for p in pairs))
+    if official_delta:  # negative hyperedge weights can make W indefinite: check the series converges
+        v0 = jax.random.uniform(jax.random.key(seed), (b.shape[0], 1)) * node_mask[:, None]
+        rho = float(spectral_radius(*operator, hyper_share, v0))
+        info["spectral_radius"] = rho
+        if alpha * rho >= 1.0:
+            raise ValueError(f"alpha * rho(S) = {alpha * rho:.3f} >= 1: the series diverges "
+                             "(official_delta gives negative hyperedge weights); use official_delta=False")
+    z, residual = propagate(*operator, b, alpha, hyper_share, terms=terms)
     z_pool = z[:start]
     f = (1.0 - alpha) * (2.0 * z_pool - z_pool.sum(1, keepdims=True))
+    exact = int(to_host(node_mask).sum()) <= median_exact_limit
     info.update(series_terms=terms, residual_max_abs=float(residual),
-                view_weights=[float(a) for a in np.asarray(pg)], hyperedge_pairs=len(pairs))
+                kernel_medians="exact" if exact else f"sampled: {median_samples} pairs, seed {seed}",
+                view_weights=[float(a) for a in to_host(pg)], hyperedge_pairs=len(pairs))
     return z_pool, f, info
 
 
@@ -166,7 +188,7 @@ def make(config) -> Method:
     args = config.method_args
 
     def run(inputs: MethodInputs) -> MethodOutputs:
-        n = int(np.asarray(inputs.mask).sum())
+        n = int(to_host(inputs.mask).sum())
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
         names, views, protos = _views(inputs, x, list(args.views))
         priors = list(args.view_priors) or None

@@ -89,8 +89,9 @@ def few_shot_unary(x, mask, support, support_labels, num_classes, rectify=False)
 def _metrics(args, iterations, energies, extra):
     trace = to_host(energies).astype(np.float64)
     trace = trace[np.isfinite(trace)]
+    lam = float(args.lam if args.variant == "lshot" else args.slk_lam)
     return {"variant": args.variant, "prototypes": args.prototypes, "knn": int(args.knn),
-            "lambda": float(args.lam), "centered": bool(args.center), "iterations": int(iterations),
+            "lambda": lam, "centered": bool(args.center), "iterations": int(iterations),
             "energy": graph_outputs.summary(trace), "predictions_setting": TRANSDUCTIVE,
             "head": "soft class means (inductive)", **extra}
 
@@ -130,7 +131,8 @@ def make(config) -> Method:
             edges = float(to_host(nb.w.sum())) if args.bandwidth == "edges" else 5.0 * n
             sigma2 = graph_bound.slk_bandwidth(x, nb, inputs.mask, edges)
             res = graph_slk.slk(x, inputs.mask, nb, protos, no_support,
-                                jnp.zeros((x.shape[0], protos.shape[0]), x.dtype), lam, sigma2,
+                                jnp.zeros((x.shape[0], protos.shape[0]), x.dtype),
+                                float(args.slk_lam), sigma2,
                                 prototype_step=args.slk_step, laplacian=bool(args.slk_laplacian),
                                 max_outer=int(args.slk_max_outer), tol=float(args.slk_tol),
                                 bound_iters=int(args.slk_bound_iters))

@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 
 from adapt import graph, graph_outputs
+from adapt.distributed import to_host
 from adapt.knn import blocked_knn
 from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 
@@ -158,7 +159,7 @@ def make(config) -> Method:
         raise ValueError(f"method_args.solver must be series or cg, not {args.solver!r}")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
-        n = int(np.asarray(inputs.mask).sum())
+        n = int(to_host(inputs.mask).sum())
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
         state, g, info = transductive(x, inputs.mask, inputs.class_weights, k=k, gamma=gamma,
                                       alpha=alpha, tol=float(args.tol), solver=args.solver,
@@ -166,16 +167,16 @@ def make(config) -> Method:
                                       block=int(args.block))
         probs_dev = graph_outputs.row_normalize(state.z_image)
         probs = graph_outputs.host_rows(probs_dev, n)
-        isolated = [int(c) for c in np.flatnonzero(np.asarray(g.class_degree) <= 0)]
+        isolated = [int(c) for c in np.flatnonzero(to_host(g.class_degree) <= 0)]
         if isolated:
             log.warning("ZLaP: class nodes %s have no incoming image edge and cannot be predicted",
                         isolated)
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
-        iters = np.asarray(info["iterations"])
+        iters = to_host(info["iterations"])
         metrics = {
             "graph": {"k": k, "gamma": gamma, "alpha": alpha, "centered": bool(args.center),
-                      "image_edges": int(np.asarray(g.images.w > 0).sum()),
-                      "class_edges": int(np.asarray(g.classes > 0).sum())},
+                      "image_edges": int(to_host(jnp.sum(g.images.w > 0))),
+                      "class_edges": int(to_host(jnp.sum(g.classes > 0)))},
             "solver": args.solver, "series_terms": info["terms"],
             "iterations": int(iters.max()), "residual_max_abs": float(info["residual"]),
             "truncation_bound": alpha ** (info["terms"] + 1) / (1 - alpha) if args.solver == "series" else None,

@@ -5,7 +5,7 @@
 For ZLaP and LaplacianShot (text mode) it runs, one process each, our jitted implementation and the
 restatement (tests/reference_graph.py) on the same synthetic pool (N x 512, 10 classes, k 10),
 then our implementation at the smaller scaling sizes for the memory-vs-N curve. Writes
-results.json and prints a Markdown table (README.md quotes it).
+results/<methods>_<N>.json (or --out) and prints a Markdown table (README.md quotes it).
 """
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ def main():
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--scaling", default="12500,25000")
     p.add_argument("--methods", default="zlap,laplacian")
-    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--out", default="", help="JSON file; default results/<methods>_<N>.json")
     a = p.parse_args()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out or HERE / "results" / f"{a.methods.replace(',', '_')}_{a.n}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in a.methods.split(","):
@@ -52,7 +52,7 @@ def main():
                 round(float((preds["ours"] == preds["reference"]).mean()), 5)
             for n in [int(s) for s in a.scaling.split(",") if s]:
                 rows.append(one("ours", method, n, a.k, f"{tmp}/scaling.npy"))
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    out.write_text(json.dumps(rows, indent=1))
     print("\n| method | impl | N | seconds | peak RSS (MB) | accuracy | agreement |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
