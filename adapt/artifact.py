@@ -25,8 +25,13 @@ FORMAT_VERSION = 1
 
 
 def save(path, *, head: Head, class_names, model, model_source: dict, method: str, config_json: str,
-         metrics: dict, embed_batch: int = 64, extra_tensors: dict | None = None) -> Path:
-    """Writes the artifact folder at `path` atomically and returns it."""
+         metrics: dict, embed_batch: int = 64, extra_tensors: dict | None = None,
+         model_setup: dict | None = None) -> Path:
+    """Writes the artifact folder at `path` atomically and returns it.
+
+    extra_tensors: tuned model parameters by nnx path ("image/head_bn/scale"), written into the
+    model on load; model_setup: what to install first (e.g. {"visual_prompts": 16}).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -43,7 +48,7 @@ def save(path, *, head: Head, class_names, model, model_source: dict, method: st
         preprocess=json.loads(model.preprocess.to_json()),
         class_names=list(class_names),
         head=dict(view=head.view, normalize=head.normalize, scale=float(head.scale)),
-        embed_batch=int(embed_batch),
+        embed_batch=int(embed_batch), model_setup=model_setup or {},
         method=method, config=json.loads(config_json), metrics=metrics)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
     old = None
@@ -85,6 +90,10 @@ class Classifier:
             if model.weights_hash != m["weights_hash"]:
                 raise ValueError(f"the model at {m.get('path') or m['id']} has weights hash "
                                  f"{model.weights_hash}, the artifact was made with {m['weights_hash']}")
+            setup = self.meta.get("model_setup") or {}
+            if setup.get("visual_prompts"):
+                model.add_visual_prompts(int(setup["visual_prompts"]), deep=bool(setup.get("deep", False)))
+            apply_params(model, self.params)
             self._model = model
         return self._model
 
@@ -112,6 +121,20 @@ class Classifier:
     def predict(self, images, batch_size: int | None = None):
         probs = self.head.probs(self.features(list(images), batch_size))
         return probs.argmax(1), probs
+
+
+def apply_params(model, params: dict) -> None:
+    """Writes tensors named by nnx path ("image/head_bn/scale", "vision/prompts") into `model`."""
+    for name, value in params.items():
+        obj = model
+        for part in name.split("/"):
+            obj = obj[int(part)] if part.isdigit() else getattr(obj, part, None)
+            if obj is None:
+                raise ValueError(f"artifact parameter {name!r} does not exist in the model")
+        if tuple(obj[...].shape) != tuple(value.shape):
+            raise ValueError(f"artifact parameter {name!r} has shape {value.shape}, "
+                             f"the model's is {tuple(obj[...].shape)}")
+        obj[...] = value
 
 
 def load(path) -> Classifier:

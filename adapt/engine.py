@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 import methods
-from adapt import artifact, distributed, ops, report
+from adapt import artifact, distributed, ops, report, tuning_report
 from adapt import mesh as mesh_lib
 from adapt.data import open_pool, resolve_classes
 from adapt.embed import embed_pool
@@ -93,9 +93,13 @@ def run(config, workdir, progress: bool = True) -> dict:
         texts = encode_classes(model, classes.names, list(config.prompts.templates),
                                classes.descriptions, config.prompts.beta)
     n = len(kept)
+    labels = None if classes.labels is None else np.asarray(classes.labels)[kept]
+    few = module.few_labels(config, labels) if hasattr(module, "few_labels") and labels is not None else None
     inputs = MethodInputs(x=x, mask=mask, class_weights=mesh_lib.replicate(texts.weights, mesh),
                           logit_scale=float(model.logit_scale), views=views, class_texts=texts,
-                          mesh=mesh, key=jax.random.key(config.seed))
+                          mesh=mesh, key=jax.random.key(config.seed), class_names=list(classes.names),
+                          model=model, pool=pool, kept=np.asarray(kept), workdir=workdir,
+                          progress=progress, labels=few)
     with timer.stage("method"):
         out = method.run(inputs)
         baselines = zero_shot_baselines(x, mask, texts, views, float(model.logit_scale), n)
@@ -105,7 +109,6 @@ def run(config, workdir, progress: bool = True) -> dict:
                    n_embedded=n, n_skipped=len(skipped), n_classes=len(classes.names),
                    selection_rule="none: one run, last iterate, no labels used", **out.metrics)
     metrics["zero_shot_head"] = "class_map" if "class_map" in baselines else "cosine"
-    labels = None if classes.labels is None else np.asarray(classes.labels)[kept]
     if labels is not None and (labels >= 0).any():
         metrics.update(report.accuracy_metrics(out.predictions, labels, classes.names))
         acc = {k: report.accuracy_metrics(p, labels, classes.names)["accuracy"] for k, p in baselines.items()}
@@ -113,7 +116,10 @@ def run(config, workdir, progress: bool = True) -> dict:
         if "class_map" in acc:
             metrics["cosine_zero_shot_accuracy"] = acc["cosine"]
         metrics["centered_zero_shot_accuracy"] = acc["centered"]
-        head_pred = out.head.probs(distributed.to_host(views[out.head.view])[:n]).argmax(1)
+        head_x = out.head_features if out.head_features is not None else distributed.to_host(views[out.head.view])[:n]
+        head_pred = out.head.probs(head_x).argmax(1)
+        if out.rounds:
+            metrics["rounds"] = tuning_report.score_rounds(out.rounds, labels)
         metrics["head_accuracy"] = report.accuracy_metrics(head_pred, labels, classes.names)["accuracy"]
     else:
         metrics.update(accuracy=None, per_class_accuracy=None, zero_shot_accuracy=None,
@@ -127,7 +133,8 @@ def run(config, workdir, progress: bool = True) -> dict:
         artifact.save(workdir / "classifier", head=out.head, class_names=classes.names, model=model,
                       model_source=model_source(config.model.kind, config.model.path),
                       method=config.method, config_json=config.to_json(), metrics=metrics,
-                      embed_batch=config.embed.batch_size)
+                      embed_batch=config.embed.batch_size, extra_tensors=out.model_params,
+                      model_setup=out.model_setup)
         item_ids = [pool.location(int(i)) for i in kept]
         report.write_predictions(workdir / "predictions.csv", item_ids, out.predictions, out.probs,
                                  classes.names)
@@ -136,6 +143,12 @@ def run(config, workdir, progress: bool = True) -> dict:
         if metrics["accuracy"] is not None:
             report.plot_confusion(workdir / "confusion.png", out.predictions, labels, classes.names)
             plots.insert(0, "confusion.png")
+        if out.rounds:
+            tuning_report.plot_rounds(workdir / "rounds.png", out.rounds, metrics.get("rounds"))
+            plots.append("rounds.png")
+        for name, draw in (out.plots or {}).items():
+            draw(workdir / name)
+            plots.append(name)
     metrics["seconds"] = timer.seconds
     report.write_json(workdir / "metrics.json", metrics)
     info = dict(model=model.model_id, pool=pool.source, classes=classes.names,

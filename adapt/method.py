@@ -59,6 +59,7 @@ class MethodInputs(NamedTuple):
     class_texts: the `adapt.text.ClassTexts` of the run (prompts, class map onto a view).
     mesh: the device mesh.
     key: a PRNG key.
+    The remaining fields serve tuning methods (model, pixels, checkpoints) and few-label settings.
     """
 
     x: jax.Array
@@ -69,6 +70,13 @@ class MethodInputs(NamedTuple):
     class_texts: Any
     mesh: Any
     key: jax.Array
+    class_names: list | None = None  # the class names, in class-id order
+    model: Any = None    # the frozen model (tuning methods)
+    pool: Any = None     # the pool, for methods that read pixels; rows = pool items `kept`
+    kept: Any = None     # (N,) pool item index of each real row
+    workdir: Any = None  # the job's folder (checkpoints)
+    progress: bool = True
+    labels: Any = None   # (N,) known labels (-1 unknown); only few-label settings may read them
 
 
 class MethodOutputs(NamedTuple):
@@ -80,6 +88,12 @@ class MethodOutputs(NamedTuple):
     head: Head
     setting: str
     metrics: dict
+    model_params: dict | None = None  # tuned model parameters by path, saved in the artifact
+    model_setup: dict | None = None   # how to prepare the model before loading them (e.g. prompts)
+    plots: dict | None = None         # file name -> function(path) writing an extra plot
+    head_features: Any = None  # (N, d) the head's view under tuned parameters (default: views[head.view])
+    rounds: list | None = None  # tuning rounds: dicts with pseudo_indices, pseudo_labels, predictions
+                                # (N,), history (per-epoch rows); the engine scores them when labels exist
 
 
 class Method(NamedTuple):

@@ -146,6 +146,19 @@ class EfficientNetLite0(nnx.Module):
         x = jax.nn.relu6(_pointwise(x, self.conv_head[...], self.head_bn))
         return x.mean(axis=(1, 2))
 
+    def head_preactivation(self, pixels: jax.Array) -> jax.Array:
+        """(B,H,W,3) -> (B,h,w,1280): the 1x1 head conv before its BN (the input of `pool_head`)."""
+        x = self._stem(pixels)
+        for block in self.blocks:
+            x = block(x, self.depthwise_form)
+        return jnp.dot(x, self.conv_head[...], precision=jax.lax.Precision.HIGHEST)
+
+    def pool_head(self, z: jax.Array) -> jax.Array:
+        """(B,h,w,1280) head pre-activations -> (B,1280): head BN, relu6, global average pool.
+        `pool_head(head_preactivation(p))` equals `features(p)` up to float rounding."""
+        mul, add = self.head_bn.affine()
+        return jax.nn.relu6(z * mul + add).mean(axis=(1, 2))
+
     def logits(self, pooled: jax.Array) -> jax.Array:
         """(B,1280) pooled features -> (B,1000) ImageNet logits."""
         return jnp.dot(pooled, self.fc[...], precision=jax.lax.Precision.HIGHEST) + self.fc_bias[...]
