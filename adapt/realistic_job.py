@@ -1,0 +1,146 @@
+"""The realistic-setting job: class names unknown, a broad vocabulary instead (S3A's setting).
+
+pool -> embeddings (the engine's cache) -> vocabulary classifier T_V (adapt.vocab_classifier,
+cached) -> CVPR (methods.s3a.cvpr) -> predictions as vocabulary words. Class names, when the pool
+has them (or the config gives them), are used for evaluation only (adapt.realistic_metrics),
+against the zero-shot baselines over the same vocabulary: argmax over all |V| words with the cosine
+head (the same head CVPR votes with) and, for models that have one, with the model's class map.
+
+Outputs in the workdir: metrics.json, report.md, predictions.csv (path, word, vocabulary index,
+cluster, confidence, zero-shot word), cvpr.npz (the partitions, cluster -> word map, structural
+labels and votes, by pool row, for later stages), candidates.json (each cluster's top voted words
+with their definitions: the input of `python -m adapt.phrases`), and classifier/: the deployable
+head over the K assigned words (cosine at the model's logit scale; its class names are those words),
+not the whole vocabulary.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from adapt import artifact, distributed, report
+from adapt import mesh as mesh_lib
+from adapt.data import open_pool, resolve_classes
+from adapt.embed import default_cache_root, embed_pool
+from adapt.engine import RUNLOCAL_LIMIT, Timer
+from adapt.method import Head
+from adapt.models import load_model, model_source
+from adapt.realistic_metrics import realistic_metrics, sentence_embedder
+from adapt.realistic_report import write_predictions, write_report
+from adapt.vocab_classifier import encode_vocabulary
+from adapt.vocabulary import load_vocabulary, match_class_names
+from adapt.vote_realign import vocabulary_argmax
+
+
+def _embed(model, pool, mesh, config, progress):
+    kw = dict(cache_root=config.embed.cache_dir or None, batch_size=config.embed.batch_size,
+              chunk_size=config.embed.chunk_size, workers=config.embed.workers)
+    if distributed.is_multiprocess():
+        kept, skipped, x, mask, views = distributed.embed_slices(model, pool, mesh, progress=progress, **kw)
+    else:
+        emb = embed_pool(model, pool, mesh, progress=progress, **kw)
+        kept, skipped = emb.kept, emb.skipped
+        x, mask = mesh_lib.shard_rows(emb.embeddings, mesh)
+        views = {k: mesh_lib.shard_rows(v, mesh)[0] for k, v in emb.views.items()}
+    return np.asarray(kept), skipped, x, mask, {"embedding": x} | views
+
+
+def _classes(config, pool):
+    given = list(config.classes.names) or config.classes.file
+    if not given and not pool.class_names:
+        return None  # an unlabelled pool without names: nothing to evaluate
+    return resolve_classes(pool, names=list(config.classes.names) or None,
+                           names_file=config.classes.file or None)
+
+
+def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
+    from methods.s3a import cvpr
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    with timer.stage("setup"):
+        pool_cfg = config.pool
+        if config.runlocal and not pool_cfg.limit:
+            pool_cfg = config.pool.copy_and_resolve_references()
+            pool_cfg.limit = RUNLOCAL_LIMIT
+        pool = open_pool(pool_cfg)
+        classes = _classes(config, pool)
+        vocab = load_vocabulary(config.vocabulary.file)
+        mesh = mesh_lib.make_mesh(config.embed.num_devices or None)
+    with timer.stage("load_model"):
+        model = load_model(config.model.kind, config.model.path)
+    with timer.stage("embed"):
+        kept, emb_skipped, x, mask, views = _embed(model, pool, mesh, config, progress)
+    skipped = list(getattr(pool, "prescan_skipped", [])) + emb_skipped
+    n = len(kept)
+    with timer.stage("embed_vocabulary"):
+        clf = encode_vocabulary(model, vocab, list(config.prompts.templates),
+                                cache_root=config.embed.cache_dir or default_cache_root(),
+                                chunk=config.vocabulary.chunk, progress=progress,
+                                write=distributed.is_writer())
+    log = print if progress else (lambda m: None)
+    with timer.stage("method"):
+        weights = mesh_lib.replicate(clf.weights, mesh)
+        out = cvpr(x, mask, weights, vocab, settings, mesh=mesh, key=jax.random.key(config.seed),
+                   embed_texts=model.encode_texts, log=log)
+    host = distributed.to_host
+    preds = {"s3a_cvpr": host(out.structural)[:n], "zero_shot_cosine": host(out.votes)[:n]}
+    with timer.stage("baselines"):
+        if clf.view_weights is not None and clf.view in views:
+            ids, _ = vocabulary_argmax(views[clf.view], mesh_lib.replicate(clf.view_weights, mesh),
+                                       mesh=mesh, block=settings.block)
+            preds["zero_shot_class_map"] = host(ids)[:n]
+
+    metrics = dict(method=config.method, setting="transductive (realistic: class names unknown)",
+                   model=model.model_id, n_images=len(pool) + len(getattr(pool, "prescan_skipped", [])),
+                   n_embedded=n, n_skipped=len(skipped), vocabulary=vocab.source,
+                   vocabulary_size=len(vocab), vocabulary_templates=list(clf.templates),
+                   k=out.k, k_given=settings.k is not None,
+                   k_assumption="given by the config (an assumption)" if settings.k is not None
+                   else "estimated by silhouette search (no labels)",
+                   selection_rule="none: one run, no labels used", cvpr=out.info)
+    labels = None
+    if classes is not None and classes.labels is not None:
+        labels = np.asarray(classes.labels)[kept]
+    if labels is not None and (labels >= 0).any():
+        with timer.stage("evaluate"):
+            matches = match_class_names(vocab, classes.names)
+            embed = sentence_embedder()
+            metrics["class_names"] = list(classes.names)
+            metrics["class_name_entries"] = {c: {"entries": [vocab.names[i] for i in m["entries"]],
+                                                 "how": m["how"]} for c, m in zip(classes.names, matches)}
+            metrics["results"] = {name: realistic_metrics(p, labels, vocab_names=vocab.names,
+                                                          class_names=classes.names, matches=matches,
+                                                          embed=embed) for name, p in preds.items()}
+    metrics["n_processes"] = jax.process_count()
+    if not distributed.is_writer():
+        metrics["seconds"] = timer.seconds
+        return metrics
+    with timer.stage("write"):
+        words = np.asarray(out.words)
+        head = Head(weights=clf.weights[words], scale=float(model.logit_scale))
+        feats = host(x)[:n]
+        probs = head.probs(feats)
+        artifact.save(workdir / "classifier", head=head, class_names=[vocab.names[w] for w in words],
+                      model=model, model_source=model_source(config.model.kind, config.model.path),
+                      method=config.method, config_json=config.to_json(), metrics=metrics,
+                      embed_batch=config.embed.batch_size)
+        partition = host(out.partition)[:n]
+        write_predictions(workdir / "predictions.csv", [pool.location(int(i)) for i in kept],
+                          preds, partition, probs, vocab.names)
+        np.savez(workdir / "cvpr.npz", pool_index=kept, kmeans_partition=host(out.kmeans_partition)[:n],
+                 partition=partition, words=words, structural=preds["s3a_cvpr"],
+                 votes=preds["zero_shot_cosine"], vocabulary_key=clf.key)
+        cands = [{"cluster": k, "size": int((partition == k).sum()), "word": vocab.names[words[k]],
+                  "candidates": [{"name": vocab.names[w], "definitions": list(vocab.entries[w].definitions)}
+                                 for w in ws]} for k, ws in enumerate(out.candidates)]
+        (workdir / "candidates.json").write_text(json.dumps({"clusters": cands}, indent=1))
+    metrics["seconds"] = timer.seconds
+    report.write_json(workdir / "metrics.json", metrics)
+    write_report(workdir / "report.md", metrics, pool.source, skipped, cands, labels, partition,
+                 classes.names if classes is not None else None)
+    return metrics

@@ -1,0 +1,53 @@
+"""adapt run configs/s3a.py:fashion_mnist --workdir runs/s3a_fm
+
+S3A CVPR in the realistic setting (spec s3a.md): the class names are NOT given to the method; it
+clusters the pool and names each cluster with one word of a broad vocabulary (default: the built-in
+WordNet visual nouns, 20,404 names; or `--set vocabulary.file=my_vocab.jsonl`, format in
+adapt/vocabulary.py). The pool's class names, when it has them, are used for evaluation only.
+The argument after ':' is a pool preset (fashion_mnist, fashion_mnist_inverted, textile, digits);
+without one, give a folder with `--set pool.path=DIR`.
+
+K (`method_args.k`) is "estimate" (silhouette search, no labels) or a number, which is an
+assumption (the official code gives the true class count): `--set method_args.k=10`.
+Prompt step (`method_args.phrases`): "glosses" (offline default: WordNet definitions of each
+cluster's candidate words), "none" (Cluster-Vote-Realign only) or a phrase file from
+`python -m adapt.phrases` (adapt/phrases_llm.py documents the LLM prompt).
+The vocabulary classifier uses the 7 CLIP ImageNet templates of the official code; it is built once
+per model and vocabulary and cached under the embedding cache (about 25 minutes for the built-in
+vocabulary with the offline default model on 2 CPU cores).
+"""
+from configs.common import base_config
+
+TEMPLATES_7 = ["itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+               "a {} in a video game.", "art of the {}.", "a photo of the small {}."]
+
+
+def get_config(arg: str = ""):
+    import ml_collections
+
+    config = base_config("s3a", arg)
+    config.prompts.templates = list(TEMPLATES_7)
+    config.vocabulary = ml_collections.ConfigDict()
+    config.vocabulary.file = "wordnet"  # "wordnet" = built-in, else a .jsonl / .tsv / .txt file
+    config.vocabulary.chunk = 2048  # names per cached chunk of the vocabulary classifier
+    a = config.method_args
+    a.k = "estimate"  # "estimate" or a number of clusters
+    a.k_min = 2  # silhouette search bounds
+    a.k_max = 100
+    a.search_rounds = 3
+    a.sample_min = 30000  # search subsample: min(N, max(sample_min, sample_frac * N)), <= sample_max
+    a.sample_frac = 0.5
+    a.sample_max = 0  # 0 = no cap
+    a.search_n_init = 3  # k-means restarts per scored K
+    a.search_max_iter = 300
+    a.n_init = 17  # the final k-means (official: n_init 17, max_iter 1000, seed 0)
+    a.max_iter = 1000
+    a.tol = 1e-4
+    a.rounds = 3  # vote-realign rounds
+    a.phrases = "glosses"  # glosses | none | path to a phrase file
+    a.phrase_templates = ["a photo of a {concept}, {phrase}."]
+    a.candidates = 3  # top voted words per cluster in the prompt step
+    a.top_phrases = 3  # hits: each image's top-n phrase entries
+    a.block = 1024  # rows / words per similarity tile
+    a.shrink = False  # Hungarian on voted columns only (equal optimum; faster for huge vocabularies)
+    return config

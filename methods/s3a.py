@@ -1,0 +1,162 @@
+"""S3A, part 1: CVPR (cluster, vote, prompt, realign) over a broad vocabulary (spec s3a.md).
+
+The realistic setting: the class names are unknown; there is a vocabulary V (adapt.vocabulary) and
+the pool. On X (Np, D), the normalised image embeddings, and T_V (|V|, D), the vocabulary classifier:
+  1. cluster: k-means (adapt.kmeans; K given, or estimated by silhouette search, adapt.cluster_count);
+  2. vote and realign, `rounds` times (adapt.vote_realign);
+  3. prompt: phrases of each cluster's top-3 voted words (adapt.phrases; offline default: the
+     WordNet definitions; "none" skips steps 3-4, the declared Cluster-Vote-Realign variant);
+  4. realign with phrases.
+Predictions are vocabulary indices: s(x), the word of the row's final cluster.
+
+`cvpr(...)` returns everything the self-learning stage needs (`Cvpr`): the offline partition, the
+cluster -> word map, the structural labels s(x) and the votes; it recomputes structural labels from
+new (teacher) features with `adapt.vote_realign.vote_realign(cvpr.partition, f, mask, T_V, k=K)`.
+
+`run_job` (the engine's entry for this method) is the realistic job (adapt.realistic_job).
+`make(config).run` is the closed setting, where the vocabulary is the given class names: K = C
+(or method_args.k when a number <= C), no prompt step.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adapt import kmeans as kmeans_lib
+from adapt import phrases as phrases_lib
+from adapt.cluster_count import estimate_k
+from adapt.distributed import to_host
+from adapt.method import TRANSDUCTIVE, Head, Method, MethodInputs, MethodOutputs
+from adapt.vote_realign import phrase_realign, vocabulary_argmax, vote_counts, vote_realign
+
+DESCRIPTION = "S3A CVPR: k-means clusters aligned one-to-one with words of a broad vocabulary"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    k: int | None = None  # clusters; None = silhouette estimate
+    k_min: int = 2
+    k_max: int = 100
+    search_rounds: int = 3
+    sample_min: int = 30000
+    sample_frac: float = 0.5
+    sample_max: int = 0
+    search_n_init: int = 3
+    search_max_iter: int = 300
+    n_init: int = 17
+    max_iter: int = 1000
+    tol: float = 1e-4
+    rounds: int = 3
+    phrases: str = phrases_lib.GLOSSES  # glosses | none | a phrase file
+    phrase_templates: tuple = phrases_lib.DEFAULT_TEMPLATES
+    candidates: int = 3  # top voted words per cluster in the prompt step
+    top_phrases: int = 3  # an image's hits: its top-n phrase entries
+    block: int = 1024
+    shrink: bool = False  # Hungarian on voted columns only (large vocabularies)
+
+
+def settings_from_config(config) -> Settings:
+    a = config.method_args
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(a.keys()) - fields)
+    if unknown:
+        raise ValueError(f"unknown s3a method_args {unknown}; known: {sorted(fields)}")
+    kw = {f: a[f] for f in fields if f in a}
+    k = str(kw.get("k", "estimate")).strip().lower()
+    if k not in ("estimate", "") and not k.isdigit():
+        raise ValueError(f"method_args.k must be 'estimate' or a positive integer, not {a['k']!r}")
+    kw["k"] = int(k) if k.isdigit() else None
+    kw["phrase_templates"] = tuple(kw.get("phrase_templates", Settings.phrase_templates))
+    for t in kw["phrase_templates"]:
+        if "{concept}" not in t or "{phrase}" not in t:
+            raise ValueError(f"phrase template {t!r} needs both {{concept}} and {{phrase}}")
+    if kw.get("rounds", 1) < 1 or (kw["k"] is not None and kw["k"] < 1):
+        raise ValueError("method_args.rounds and method_args.k must be >= 1")
+    return Settings(**kw)
+
+
+class Cvpr(NamedTuple):
+    k: int
+    kmeans_partition: jax.Array  # (Np,) step 1
+    partition: jax.Array  # (Np,) final: the offline partition later stages start from
+    words: np.ndarray  # (K,) final cluster -> vocabulary index
+    structural: jax.Array  # (Np,) s(x) = words[partition]
+    votes: jax.Array  # (Np,) argmax over the whole vocabulary (the zero-shot prediction)
+    candidates: list  # per cluster, its top voted words (vocabulary indices)
+    info: dict
+
+
+def top_voted(counts: np.ndarray, n: int) -> list[list[int]]:
+    """Per cluster, its n most voted words with at least one vote (ties: lower index)."""
+    order = np.argsort(-counts, axis=1, kind="stable")[:, :n]
+    return [[int(w) for w in row if counts[k, w] > 0] for k, row in enumerate(order)]
+
+
+def cvpr(x, mask, weights, vocab, s: Settings, *, mesh, key, embed_texts: Callable | None = None,
+         log: Callable = print) -> Cvpr:
+    """CVPR on rows x (Np, D) with vocabulary classifier weights (|V|, D); vocab: the
+    adapt.vocabulary.Vocabulary of those rows (its names and definitions feed the prompt step)."""
+    info: dict = {}
+    n = int(to_host(mask).sum())
+    weights = jnp.asarray(weights, x.dtype)
+    k = s.k
+    if k is None:
+        k, info["k_search"] = estimate_k(
+            to_host(x)[:n], k_min=s.k_min, k_max=min(s.k_max, weights.shape[0]),
+            rounds=s.search_rounds, sample_min=s.sample_min, sample_frac=s.sample_frac,
+            sample_max=s.sample_max, n_init=s.search_n_init, max_iter=s.search_max_iter,
+            seed=int(jax.random.randint(key, (), 0, 2**31 - 1)), mesh=mesh, block=s.block, log=log)
+        log(f"estimated K = {k}")
+    if k > weights.shape[0]:
+        raise ValueError(f"K = {k} clusters need at least {k} vocabulary words, got {weights.shape[0]}")
+    km = kmeans_lib.kmeans(x, mask, k, key, n_init=s.n_init, max_iter=s.max_iter, tol=s.tol, mesh=mesh)
+    info.update(k=k, k_given=s.k is not None, kmeans_inertia=km.inertia,
+                kmeans_iterations=km.iterations, kmeans_restart=km.restart)
+    votes, _ = vocabulary_argmax(x, weights, mesh=mesh, block=s.block)
+    al = vote_realign(km.labels, x, mask, weights, k=k, rounds=s.rounds, votes=votes,
+                      shrink=s.shrink)
+    info["vote_realign"] = al.history
+    counts = to_host(vote_counts(al.partition, votes, mask, k=k, v=weights.shape[0]))
+    candidates = top_voted(counts, s.candidates)
+    book = phrases_lib.load_phrase_book(s.phrases) if vocab is not None else None
+    if book is not None:
+        if embed_texts is None:
+            raise ValueError("the prompt step needs embed_texts (the model's text encoder)")
+        entries = phrases_lib.build_entries(candidates, vocab, book, embed_texts, s.phrase_templates)
+        al, _ = phrase_realign(x, mask, al.partition, weights, entries, k=k, votes=votes,
+                               top=s.top_phrases, mesh=mesh, block=s.block, shrink=s.shrink)
+        info.update(entries.info, phrase_realign=al.history)
+    info["prompt_step"] = book.source if book is not None else "none (Cluster-Vote-Realign)"
+    return Cvpr(k, km.labels, al.partition, al.words, al.structural, votes, candidates, info)
+
+
+def make(config) -> Method:
+    s = settings_from_config(config)
+
+    def run(inputs: MethodInputs) -> MethodOutputs:
+        c = inputs.class_weights.shape[0]
+        k = s.k if s.k is not None and s.k <= c else c
+        out = cvpr(inputs.x, inputs.mask, inputs.class_weights, None,
+                   dataclasses.replace(s, k=k, phrases=phrases_lib.NONE), mesh=inputs.mesh,
+                   key=inputs.key, log=lambda m: None)
+        n = int(to_host(inputs.mask).sum())
+        head = Head(weights=np.asarray(to_host(inputs.class_weights)), scale=inputs.logit_scale)
+        logits = np.asarray(to_host(inputs.x), np.float32)[:n] @ head.weights[out.words].T
+        z = np.exp(inputs.logit_scale * (logits - logits.max(1, keepdims=True)))
+        probs = np.zeros((n, c), np.float32)
+        probs[:, out.words] = z / z.sum(1, keepdims=True)
+        metrics = {k_: v for k_, v in out.info.items() if k_ != "k_search"}
+        return MethodOutputs(probs, to_host(out.structural)[:n], head, TRANSDUCTIVE, metrics)
+
+    return Method("s3a", DESCRIPTION, run)
+
+
+def run_job(config, workdir, progress: bool = True) -> dict:
+    """The engine's entry: the realistic-setting job over a vocabulary (adapt.realistic_job)."""
+    from adapt.realistic_job import run_realistic_job
+
+    return run_realistic_job(config, workdir, settings_from_config(config), progress=progress)
