@@ -218,12 +218,19 @@ def test_bad_checkpoints(tmp_path, tiny, monkeypatch):
     with pytest.raises(ValueError, match=r"fc1\.weight: expected shape \(64, 32\), found \(48, 32\)"):
         load_clip(bad)
     bad = write_tiny_clip(tmp_path / "notok", tokenizer=False)
-    with pytest.raises(FileNotFoundError, match="tokenizer"):
-        load_clip(bad, allow_shared_tokenizer=False)
-    assert load_clip(bad).tokenize(["a cat"])[0, :4].tolist() == [49406, 320, 2368, 49407]  # shared fallback
+    with pytest.raises(FileNotFoundError, match=r"notok.*missing vocab\.json, merges\.txt, tokenizer\.json"):
+        load_clip(bad)  # no silent fallback by default
+    (bad / "vocab.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"notok.*missing merges\.txt, tokenizer\.json"):
+        load_clip(bad)
+    (bad / "vocab.json").unlink()
+    with pytest.raises(FileNotFoundError, match="notok"):
+        load_tokenizer(bad)
+    shared = load_clip(bad, allow_shared_tokenizer=True)  # explicit opt-in
+    assert shared.tokenize(["a cat"])[0, :4].tolist() == [49406, 320, 2368, 49407]
     monkeypatch.setenv("ADAPT_SHARED_DIR", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="tokenizer"):
-        load_clip(bad)
+        load_clip(bad, allow_shared_tokenizer=True)
     (bad / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_clip(bad)

@@ -25,7 +25,7 @@ from adapt.models.base import Preprocess
 from adapt.models.clip_load import ClipConfig
 from adapt.models.clip_text import TextContext, TextTower
 from adapt.models.clip_vision import Prompt, VisionTower, VisualPrompt
-from adapt.models.tokenizer import ClipTokenizer, has_tokenizer_files, load_tokenizer
+from adapt.models.tokenizer import ClipTokenizer, has_tokenizer_files, load_tokenizer, no_tokenizer_message
 
 log = logging.getLogger(__name__)
 PLACEHOLDER = "X"  # CoOp template token replaced by the learned context vectors
@@ -214,11 +214,11 @@ class CLIPModel(nnx.Module):
         return trainable_filter(kind, self.cfg.vision.depth)
 
 
-def load_clip(path: str | Path, allow_shared_tokenizer: bool = True) -> CLIPModel:
+def load_clip(path: str | Path, allow_shared_tokenizer: bool = False) -> CLIPModel:
     """A Hugging Face CLIP checkpoint folder (config.json, model.safetensors, tokenizer files) -> CLIPModel.
 
-    Without tokenizer files in the folder the shared CLIP tokenizer is used (logged) when
-    `allow_shared_tokenizer`, else FileNotFoundError. Missing or misshapen tensors: one ValueError.
+    No tokenizer files: FileNotFoundError naming the folder and the files, unless `allow_shared_tokenizer`
+    (tests): then the shared CLIP tokenizer, logged. Missing or misshapen tensors: one ValueError.
     """
     folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
@@ -231,7 +231,8 @@ def load_clip(path: str | Path, allow_shared_tokenizer: bool = True) -> CLIPMode
         tokenizer = load_tokenizer(None)
         log.warning("no tokenizer files in %s; using the shared CLIP tokenizer %s", folder, tokenizer.source)
     else:
-        raise FileNotFoundError(f"no tokenizer files (vocab.json + merges.txt, or tokenizer.json) in {folder}")
+        raise FileNotFoundError(f"CLIP checkpoint folder {folder}: {no_tokenizer_message(folder)}; copy the "
+                                "tokenizer files of the checkpoint into the folder")
     if cfg.text.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"text vocab_size {cfg.text.vocab_size} in {folder}/config.json differs from "
                          f"the tokenizer's {tokenizer.vocab_size}")

@@ -1,9 +1,11 @@
 """The CLIP byte-level BPE tokenizer, read from local files only.
 
-Looked up in this order: the checkpoint folder (`vocab.json` + `merges.txt`, else `tokenizer.json`),
-then the shared asset folder `<shared>/assets/clip-tokenizer`, where `<shared>` is `$ADAPT_SHARED_DIR`
-or the `shared/` folder beside the repository clone. The vocabulary must have 49,408 entries and
-"a photo of a cat." must encode to the known ids; anything else is an error, never a fallback.
+Read from a checkpoint folder (`vocab.json` + `merges.txt`, else `tokenizer.json`), or, when no folder
+is given, from the shared asset folder `<shared>/assets/clip-tokenizer`, where `<shared>` is
+`$ADAPT_SHARED_DIR` or the `shared/` folder beside the repository clone. A folder without tokenizer
+files is an error naming the folder and the files it lacks; it never falls back to the shared copy.
+The vocabulary must have 49,408 entries and "a photo of a cat." must encode to the known ids;
+anything else is an error, never a fallback.
 """
 from __future__ import annotations
 
@@ -31,8 +33,21 @@ def shared_tokenizer_dir() -> Path:
 
 
 def has_tokenizer_files(folder: str | Path) -> bool:
+    return not missing_tokenizer_files(folder)
+
+
+def missing_tokenizer_files(folder: str | Path) -> list[str]:
+    """[] if `folder` holds a tokenizer, else the names it lacks (vocab.json, merges.txt, tokenizer.json)."""
     f = Path(folder)
-    return ((f / "vocab.json").is_file() and (f / "merges.txt").is_file()) or (f / "tokenizer.json").is_file()
+    if (f / "tokenizer.json").is_file():
+        return []
+    pair = [n for n in ("vocab.json", "merges.txt") if not (f / n).is_file()]
+    return pair + ["tokenizer.json"] if pair else []
+
+
+def no_tokenizer_message(folder: str | Path) -> str:
+    return (f"no CLIP tokenizer files in {folder}: missing {', '.join(missing_tokenizer_files(folder))} "
+            "(needs vocab.json + merges.txt, or tokenizer.json)")
 
 
 def _backend_from_files(folder: Path):
@@ -90,13 +105,16 @@ class ClipTokenizer:
 
 
 def load_tokenizer(folder: str | Path | None = None) -> ClipTokenizer:
-    """The tokenizer of a checkpoint folder, else the shared CLIP tokenizer; FileNotFoundError if none."""
-    tried = []
-    for cand in ([Path(folder)] if folder is not None else []) + [shared_tokenizer_dir()]:
-        if has_tokenizer_files(cand):
-            return ClipTokenizer(_backend_from_files(cand), str(cand))
-        tried.append(str(cand))
-    raise FileNotFoundError(
-        "no CLIP tokenizer files (vocab.json + merges.txt, or tokenizer.json) in: " + ", ".join(tried)
-        + " (set ADAPT_SHARED_DIR to the folder holding assets/clip-tokenizer)"
-    )
+    """The tokenizer of a checkpoint folder, or the shared CLIP tokenizer when `folder` is None.
+
+    FileNotFoundError naming the folder and its missing files if there is no tokenizer there.
+    """
+    if folder is not None:
+        if not has_tokenizer_files(folder):
+            raise FileNotFoundError(no_tokenizer_message(folder))
+        return ClipTokenizer(_backend_from_files(Path(folder)), str(folder))
+    cand = shared_tokenizer_dir()
+    if not has_tokenizer_files(cand):
+        raise FileNotFoundError(no_tokenizer_message(cand) + " (set ADAPT_SHARED_DIR to the folder holding "
+                                "assets/clip-tokenizer)")
+    return ClipTokenizer(_backend_from_files(cand), str(cand))
