@@ -2,6 +2,7 @@
 
 `load_model(kind, path)`: an empty path means the embedded offline default model; a folder is read
 as a checkpoint whose kind comes from its `config.json` (`model_type`).
+`load_image_encoder(path)`: a second, image-only frozen tower (DINO / DINOv2, or a CLIP image side).
 """
 from __future__ import annotations
 
@@ -17,7 +18,41 @@ def model_kind(path: str) -> str:
     model_type = json.loads(config.read_text()).get("model_type", "")
     if model_type == "clip":
         return "clip"
+    if model_type in IMAGE_ONLY:
+        raise ValueError(f"model folder {path}: model_type {model_type!r} is an image-only encoder "
+                         "(no text tower); use it as a second image tower (load_image_encoder)")
     raise ValueError(f"model folder {path}: model_type {model_type!r} is not supported (expected 'clip')")
+
+
+IMAGE_ONLY = ("vit", "dinov2")  # DINO (ViTModel) and DINOv2 checkpoints
+
+
+def load_image_encoder(path: str):
+    """A frozen image tower from a local folder, by its config.json `model_type`.
+
+    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip": the CLIP model (its
+    `encode_images` is the image tower). The result has model_id, weights_hash, preprocess, embed_dim
+    and `encode_images(pixels (B, H, W, 3)) -> (B, D)` L2-normalised, so `embed_pool` can cache it.
+    """
+    if not path:
+        raise ValueError("an image encoder needs a local checkpoint folder")
+    folder = Path(path)
+    config = folder / "config.json"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image encoder folder {path} does not exist")
+    if not config.is_file():
+        raise FileNotFoundError(f"image encoder folder {path} has no config.json")
+    model_type = json.loads(config.read_text()).get("model_type", "")
+    if model_type in IMAGE_ONLY:
+        from adapt.models.dino import load_dino
+
+        return load_dino(path)
+    if model_type == "clip":
+        from adapt.models.clip import load_clip
+
+        return load_clip(path)
+    raise ValueError(f"image encoder folder {path}: model_type {model_type!r} is not supported "
+                     f"(expected one of {', '.join(repr(k) for k in (*IMAGE_ONLY, 'clip'))})")
 
 
 def load_model(kind: str = "auto", path: str = ""):
