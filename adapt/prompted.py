@@ -65,7 +65,8 @@ class Prompted:
 
 
 class OfflinePrompted(Prompted):
-    def __init__(self, inputs, prompt, *, n_ctx=16, center=True, head_inputs=None):
+    def __init__(self, inputs, prompt, *, n_ctx=16, center=True, head_inputs=None, block_outputs=None,
+                 lora_rank=0):
         from adapt.models import offline_tuning as ot
 
         self.prompt, self.model, self.scale = prompt, inputs.model, float(inputs.logit_scale)
@@ -76,7 +77,11 @@ class OfflinePrompted(Prompted):
         self.text = ot.ContextText(self.model, inputs.class_names, n_ctx) if prompt != "visual" else None
         self.base = ot.head_affine(self.model)
         self.stats = ot.bn_stats(self.model)
-        self.data = {"z": head_inputs} if prompt != "textual" else {"x": x}
+        self.data = {"z": head_inputs} if prompt != "textual" else {"emb": x}
+        self.lora_rank = lora_rank if prompt != "textual" else 0
+        if self.lora_rank:
+            self.data["x"] = block_outputs
+            self.head_conv = jnp.asarray(self.model.image.conv_head[...])  # (320, 1280)
 
     def init(self, seed: int):
         p = {}
@@ -84,18 +89,25 @@ class OfflinePrompted(Prompted):
             p["ctx"] = self.text.init_context(seed=seed)
         if self.prompt != "textual":
             p["affine"] = jax.tree.map(jnp.zeros_like, self.base)  # deltas: zero = frozen model
+        if self.lora_rank:  # LoRA: A ~ N(0, 1/320), B = 0, so the update starts at zero
+            a = np.random.default_rng(seed + 1).standard_normal((320, self.lora_rank)) / np.sqrt(320)
+            p["lora"] = (jnp.asarray(a, jnp.float32), jnp.zeros((self.lora_rank, 1280)))
         return p
 
     def _affine(self, params):
-        return jax.tree.map(lambda b, d: b + d, self.base, params["affine"])
+        """Deltas in the units of the BN output: scale s0 (1 + d_s), bias b0 + |s0| d_b (the BN
+        output has std about |s0| per channel), so one LR moves every channel alike."""
+        d, s0 = params["affine"], self.base.scale
+        return type(self.base)(s0 * (1.0 + d.scale), self.base.bias + jnp.abs(s0) * d.bias)
 
     def embed(self, params, batch, key, augment="none"):
         from adapt.models import offline_tuning as ot
 
         if "z" not in batch:
-            return batch["x"]
+            return batch["emb"]
         flip = jax.random.bernoulli(key, shape=(batch["z"].shape[0],)) if augment != "none" else None
-        return ot.pooled_features(self.stats, self._affine(params), batch["z"], flip)
+        return ot.pooled_features(self.stats, self._affine(params), batch["z"], flip,
+                                  params.get("lora"), batch.get("x"))
 
     def class_weights(self, params):
         return self.text.class_weights(params["ctx"]) if "ctx" in params else self.fixed_weights
@@ -109,7 +121,12 @@ class OfflinePrompted(Prompted):
             return head, None, None
         a = self._affine(params)
         ot.set_head_affine(self.model, a)
-        return head, {"image/head_bn/scale": np.asarray(a.scale), "image/head_bn/bias": np.asarray(a.bias)}, None
+        tuned = {"image/head_bn/scale": np.asarray(a.scale), "image/head_bn/bias": np.asarray(a.bias)}
+        if "lora" in params:  # merged: x @ (W + A B) = z + x A B
+            w = np.asarray(self.head_conv + params["lora"][0] @ params["lora"][1])
+            self.model.image.conv_head[...] = jnp.asarray(w)
+            tuned["image/conv_head"] = w
+        return head, tuned, None
 
 
 class ClipPrompted(Prompted):
@@ -166,7 +183,7 @@ def pool_pixels(pool, kept, preprocess) -> np.ndarray:
     return np.stack([to_pixels(pool.load(int(i)), preprocess) for i in kept]).astype(np.float32)
 
 
-def make_prompted(inputs, prompt: str, *, n_ctx: int = 16, center: bool | None = None,
+def make_prompted(inputs, prompt: str, *, n_ctx: int = 16, center: bool | None = None, lora_rank: int = 0,
                   embed_kwargs: dict | None = None, progress: bool = True) -> Prompted:
     if prompt not in PROMPTS:
         raise ValueError(f"prompt must be one of {PROMPTS}, not {prompt!r}")
@@ -181,8 +198,12 @@ def make_prompted(inputs, prompt: str, *, n_ctx: int = 16, center: bool | None =
                                                   **(embed_kwargs or {}))
             if not np.array_equal(kept, inputs.kept):
                 raise RuntimeError("the head-input cache and the embedding cache kept different items")
+        block_outputs = None
+        if prompt != "textual" and lora_rank:
+            block_outputs, _ = cache_head_inputs(model, inputs.pool, inputs.mesh, what="block_output",
+                                                 progress=progress, **(embed_kwargs or {}))
         return OfflinePrompted(inputs, prompt, n_ctx=n_ctx, center=True if center is None else center,
-                               head_inputs=head_inputs)
+                               head_inputs=head_inputs, block_outputs=block_outputs, lora_rank=lora_rank)
     if hasattr(model, "add_visual_prompts"):
         pixels = pool_pixels(inputs.pool, inputs.kept, model.preprocess)
         return ClipPrompted(inputs, prompt, n_ctx=n_ctx, center=bool(center), pixels=pixels)

@@ -28,6 +28,7 @@ def get_config(arg: str = ""):
     a.lr = 0.0  # 0 = the spec's LR for the prompt type
     a.weight_decay = 0.1
     a.n_ctx = 16  # context vectors of textual / multimodal prompts
+    a.lora_rank = 0  # offline model, visual side: rank of a LoRA update of the head conv (0 = BN affine only)
     a.center = True  # centre image features on the frozen pool mean (the centred zero-shot step)
     a.augment = "none"  # none (spec) | weak | strong
     a.warm_start = False  # carry prompts over rounds instead of re-initialising

@@ -75,6 +75,7 @@ def make(config) -> Method:
         n = int(to_host(inputs.mask).sum())
         c = len(inputs.class_names)
         prompted = make_prompted(inputs, args.prompt, n_ctx=int(args.n_ctx), center=bool(args.center),
+                                 lora_rank=int(args.lora_rank),
                                  embed_kwargs=dict(batch_size=config.embed.batch_size,
                                                    cache_root=config.embed.cache_dir or None),
                                  progress=inputs.progress)

@@ -146,12 +146,13 @@ class EfficientNetLite0(nnx.Module):
         x = jax.nn.relu6(_pointwise(x, self.conv_head[...], self.head_bn))
         return x.mean(axis=(1, 2))
 
-    def head_preactivation(self, pixels: jax.Array) -> jax.Array:
-        """(B,H,W,3) -> (B,h,w,1280): the 1x1 head conv before its BN (the input of `pool_head`)."""
+    def head_preactivation(self, pixels: jax.Array, block_output: bool = False) -> jax.Array:
+        """(B,H,W,3) -> (B,h,w,1280): the 1x1 head conv before its BN (the input of `pool_head`);
+        with block_output, the head conv's input (B,h,w,320) instead."""
         x = self._stem(pixels)
         for block in self.blocks:
             x = block(x, self.depthwise_form)
-        return jnp.dot(x, self.conv_head[...], precision=jax.lax.Precision.HIGHEST)
+        return x if block_output else jnp.dot(x, self.conv_head[...], precision=jax.lax.Precision.HIGHEST)
 
     def pool_head(self, z: jax.Array) -> jax.Array:
         """(B,h,w,1280) head pre-activations -> (B,1280): head BN, relu6, global average pool.

@@ -29,24 +29,28 @@ PLACEHOLDER = "x"  # one wordpiece in MiniLM's vocabulary; replaced by the learn
 
 
 class HeadInputs(nnx.Module):
-    """Embedding-cache adapter: encode_images = the head pre-activation, flattened (B, h*w*1280)."""
+    """Embedding-cache adapter: encode_images = the head pre-activation (B, h*w*1280), or with
+    what="block_output" the last MBConv block's output (B, h*w*320), the head conv's input."""
 
-    def __init__(self, model):
-        self.image = model.image
-        self.model_id = model.model_id + ":head_preactivation"
+    def __init__(self, model, what: str = "preactivation"):
+        if what not in ("preactivation", "block_output"):
+            raise ValueError(f"what must be preactivation or block_output, not {what!r}")
+        self.image, self.what = model.image, what
+        self.model_id = model.model_id + (":head_preactivation" if what == "preactivation" else ":block_output")
         self.weights_hash, self.preprocess = model.weights_hash, model.preprocess
 
     def encode_images(self, pixels: jax.Array) -> jax.Array:
-        z = self.image.head_preactivation(pixels)
+        z = self.image.head_preactivation(pixels, block_output=self.what == "block_output")
         return z.reshape(z.shape[0], -1)
 
 
-def cache_head_inputs(model, pool, mesh, **embed_kwargs):
-    """(N, 7, 7, 1280) float32 head pre-activations of the decodable pool items (cached on disk,
-    resumable, like embeddings), with the kept item indices."""
-    emb = embed_pool(HeadInputs(model), pool, mesh, **embed_kwargs)
-    hw = int(round((emb.embeddings.shape[1] // 1280) ** 0.5))
-    return emb.embeddings.reshape(-1, hw, hw, 1280), emb.kept
+def cache_head_inputs(model, pool, mesh, what: str = "preactivation", **embed_kwargs):
+    """(N, 7, 7, c) float32 head pre-activations (c 1280) or block outputs (c 320) of the decodable
+    pool items (cached on disk, resumable, like embeddings), with the kept item indices."""
+    emb = embed_pool(HeadInputs(model, what), pool, mesh, **embed_kwargs)
+    c = 1280 if what == "preactivation" else 320
+    hw = int(round((emb.embeddings.shape[1] // c) ** 0.5))
+    return emb.embeddings.reshape(-1, hw, hw, c), emb.kept
 
 
 class HeadAffine(NamedTuple):
@@ -60,12 +64,16 @@ def head_affine(model) -> HeadAffine:
     return HeadAffine(jnp.asarray(bn.scale[...]), jnp.asarray(bn.bias[...]))
 
 
-def pooled_features(model_bn_stats, params: HeadAffine, z: jax.Array, flip: jax.Array | None = None):
+def pooled_features(model_bn_stats, params: HeadAffine, z: jax.Array, flip: jax.Array | None = None,
+                    lora: tuple | None = None, x: jax.Array | None = None):
     """z (B, h, w, 1280) cached pre-activations -> (B, 1280) L2-normalised embeddings with the
-    head BN affine `params`; `flip` (B,) bool mirrors the map horizontally (an exact image flip
-    would change the map only through the CNN; this is the cached-path stand-in)."""
+    head BN affine `params`; `lora` = (A (320, r), B (r, 1280)) adds the low-rank head-conv update
+    x @ A @ B given the block outputs x (B, h, w, 320); `flip` (B,) bool mirrors the maps
+    horizontally (the cached-path stand-in for an image flip)."""
     mean, var, eps = model_bn_stats
     mul = params.scale * jax.lax.rsqrt(var + eps)
+    if lora is not None:
+        z = z + (x @ lora[0]) @ lora[1]
     if flip is not None:
         z = jnp.where(flip[:, None, None, None], z[:, :, ::-1], z)
     f = jax.nn.relu6(z * mul + (params.bias - mean * mul)).mean(axis=(1, 2))
