@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -42,6 +43,9 @@ class Embedded:
     chunks_computed: int = 0
 
 
+CPU_CHUNK = 8
+
+
 def default_cache_root() -> Path:
     return Path(os.environ.get("ADAPT_CACHE", Path.home() / ".cache" / "adapt"))
 
@@ -64,9 +68,16 @@ def make_encoder(model, mesh) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     state = mesh_lib.replicate(state, mesh)
     has_views = hasattr(model, "image_views")
 
+    # One CPU device: CLIP towers run the batch as a lax.map over slices of 8 images (same numbers,
+    # 13-26% more images/s on CPU: experiments/embed_throughput). Not across devices: the map
+    # would run the shards one after another.
+    chunked = (mesh.devices.size == 1 and jax.default_backend() == "cpu"
+               and "chunk" in inspect.signature(model.encode_images).parameters)
+
     def forward(state, pixels):
         m = nnx.merge(graphdef, state)
-        out = {"embedding": m.encode_images(pixels)}
+        chunk = CPU_CHUNK if chunked and pixels.shape[0] % CPU_CHUNK == 0 else None
+        out = {"embedding": m.encode_images(pixels, chunk=chunk) if chunk else m.encode_images(pixels)}
         if has_views:
             out.update(m.image_views(pixels))
         return out

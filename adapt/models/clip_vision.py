@@ -182,15 +182,18 @@ class VisionTower(nnx.Module):
 
     def tokens(self, pixels: jax.Array, collect: tuple[int, ...] = ()) -> tuple[jax.Array, dict]:
         """Run the encoder. Returns the last tokens `(B, 1 + n + P, W)` and {block: patches `(B, P, W)`}."""
-        x = self.pre_ln(self.embed(pixels))
+        x = self.embed(pixels)
         b, _, w = x.shape
         n = self.n_prompts()
+        if n:  # the first prompt set enters after CLS, before ln_pre, which normalises it too (VPT)
+            tok = jnp.broadcast_to(self.prompts[0], (b, n, w)).astype(x.dtype)
+            x = jnp.concatenate([x[:, :1], tok, x[:, 1:]], axis=1)
+        x = self.pre_ln(x)
         out = {}
         for i, block in enumerate(self.layers):
-            if n and i < self.prompts.shape[0]:
+            if n and 0 < i < self.prompts.shape[0]:  # deep prompts replace the previous block's
                 tok = jnp.broadcast_to(self.prompts[i], (b, n, w)).astype(x.dtype)
-                rest = x[:, 1:] if i == 0 else x[:, 1 + n :]
-                x = jnp.concatenate([x[:, :1], tok, rest], axis=1)
+                x = jnp.concatenate([x[:, :1], tok, x[:, 1 + n :]], axis=1)
             x = block(x)
             if i in collect:
                 out[i] = x[:, 1 + n :]
