@@ -28,7 +28,7 @@ from adapt.embed import default_cache_root, embed_pool
 from adapt.engine import RUNLOCAL_LIMIT, Timer
 from adapt.method import Head
 from adapt.models import load_model, model_source
-from adapt.realistic_metrics import realistic_metrics, sentence_embedder
+from adapt.realistic_metrics import cluster_accuracy, realistic_metrics, sentence_embedder
 from adapt.realistic_report import write_predictions, write_report
 from adapt.vocab_classifier import encode_vocabulary
 from adapt.vocabulary import load_vocabulary, match_class_names
@@ -89,6 +89,8 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
                    embed_texts=model.encode_texts, log=log)
     host = distributed.to_host
     preds = {"s3a_cvpr": host(out.structural)[:n], "zero_shot_cosine": host(out.votes)[:n]}
+    if not out.info["prompt_step"].startswith("none"):
+        preds["s3a_cvr"] = host(out.cvr_structural)[:n]  # steps 1-2 only, the same run
     with timer.stage("baselines"):
         if clf.view_weights is not None and clf.view in views:
             ids, _ = vocabulary_argmax(views[clf.view], mesh_lib.replicate(clf.view_weights, mesh),
@@ -116,6 +118,7 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
             metrics["results"] = {name: realistic_metrics(p, labels, vocab_names=vocab.names,
                                                           class_names=classes.names, matches=matches,
                                                           embed=embed) for name, p in preds.items()}
+            metrics["kmeans_cluster_accuracy"] = cluster_accuracy(host(out.kmeans_partition)[:n], labels)
     metrics["n_processes"] = jax.process_count()
     if not distributed.is_writer():
         metrics["seconds"] = timer.seconds

@@ -8,7 +8,7 @@ import numpy as np
 
 ROWS = (("zero_shot_cosine", "zero-shot over the vocabulary (cosine)"),
         ("zero_shot_class_map", "zero-shot over the vocabulary (model's class map)"),
-        ("s3a_cvpr", "**S3A CVPR**"))
+        ("s3a_cvr", "S3A steps 1-2 (Cluster-Vote-Realign)"), ("s3a_cvpr", "**S3A CVPR**"))
 
 
 def write_predictions(path: Path, item_ids, preds: dict, partition, probs, vocab_names) -> None:
@@ -66,7 +66,9 @@ def write_report(path: Path, m: dict, pool_source: str, skipped, clusters, label
                 lines.append(f"| {title} | {_pct(r['accuracy'])} | {_pct(r['accuracy_all_images'])} | "
                              f"{_pct(r['cluster_accuracy'])} | {sim} | {_pct(r['semantic_accuracy'])} | "
                              f"{r['n_distinct_predictions']} |")
-        lines += ["", "Accuracy counts a word as right when it is one of the class's entries; "
+        lines += ["", f"The k-means partition alone (step 1) has cluster accuracy "
+                  f"{_pct(m.get('kmeans_cluster_accuracy'))}.",
+                  "", "Accuracy counts a word as right when it is one of the class's entries; "
                   "cluster accuracy matches predicted words to classes one-to-one (Hungarian) and "
                   "ignores names; semantic similarity is the mean Sentence-BERT cosine of predicted "
                   "word and true name (adapt/realistic_metrics.py)."]

@@ -10,8 +10,8 @@ the pool. On X (Np, D), the normalised image embeddings, and T_V (|V|, D), the v
 Predictions are vocabulary indices: s(x), the word of the row's final cluster.
 
 `cvpr(...)` returns everything the self-learning stage needs (`Cvpr`): the offline partition, the
-cluster -> word map, the structural labels s(x) and the votes; it recomputes structural labels from
-new (teacher) features with `adapt.vote_realign.vote_realign(cvpr.partition, f, mask, T_V, k=K)`.
+cluster -> word map, the structural labels s(x) and the votes; `recompute_structural` gives the
+structural labels of new (teacher) features, starting from the offline partition (spec).
 
 `run_job` (the engine's entry for this method) is the realistic job (adapt.realistic_job).
 `make(config).run` is the closed setting, where the vocabulary is the given class names: K = C
@@ -85,6 +85,7 @@ class Cvpr(NamedTuple):
     partition: jax.Array  # (Np,) final: the offline partition later stages start from
     words: np.ndarray  # (K,) final cluster -> vocabulary index
     structural: jax.Array  # (Np,) s(x) = words[partition]
+    cvr_structural: jax.Array  # (Np,) s(x) after vote-realign, before the prompt step
     votes: jax.Array  # (Np,) argmax over the whole vocabulary (the zero-shot prediction)
     candidates: list  # per cluster, its top voted words (vocabulary indices)
     info: dict
@@ -122,6 +123,7 @@ def cvpr(x, mask, weights, vocab, s: Settings, *, mesh, key, embed_texts: Callab
     info["vote_realign"] = al.history
     counts = to_host(vote_counts(al.partition, votes, mask, k=k, v=weights.shape[0]))
     candidates = top_voted(counts, s.candidates)
+    cvr_structural = al.structural
     book = phrases_lib.load_phrase_book(s.phrases) if vocab is not None else None
     if book is not None:
         if embed_texts is None:
@@ -131,7 +133,16 @@ def cvpr(x, mask, weights, vocab, s: Settings, *, mesh, key, embed_texts: Callab
                                top=s.top_phrases, mesh=mesh, block=s.block, shrink=s.shrink)
         info.update(entries.info, phrase_realign=al.history)
     info["prompt_step"] = book.source if book is not None else "none (Cluster-Vote-Realign)"
-    return Cvpr(k, km.labels, al.partition, al.words, al.structural, votes, candidates, info)
+    return Cvpr(k, km.labels, al.partition, al.words, al.structural, cvr_structural, votes,
+                candidates, info)
+
+
+def recompute_structural(c: Cvpr, features, mask, weights, *, rounds: int = 3, mesh=None,
+                         block: int = 1024, shrink: bool = False) -> jax.Array:
+    """Self-learning's structural update: Vote-Realign x rounds on new (teacher) features (Np, D),
+    starting from the offline partition every time -> s(x) (Np,) vocabulary indices."""
+    return vote_realign(c.partition, features, mask, weights, k=c.k, rounds=rounds, mesh=mesh,
+                        block=block, shrink=shrink).structural
 
 
 def make(config) -> Method:

@@ -141,6 +141,9 @@ def test_cvpr_names_the_clusters_the_same_on_one_and_eight_devices():
     np.testing.assert_array_equal(np.asarray(a.structural)[:240], np.asarray(b.structural)[:240])
     np.testing.assert_array_equal(np.asarray(a.structural)[:240], true_words[y])
     assert a.info["prompt_step"] == "glosses" and a.info["phrase_entries"] > 0
+    # the self-learning hook: structural labels of (here: the same) features from the offline partition
+    again = s3a.recompute_structural(b, xs, mask, jnp.asarray(t), mesh=mesh)
+    np.testing.assert_array_equal(np.asarray(again)[:240], true_words[y])
 
 
 def test_closed_setting_method_runs_on_class_names():
