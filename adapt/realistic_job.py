@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from adapt import artifact, distributed, report
@@ -56,6 +57,45 @@ def _classes(config, pool):
                            names_file=config.classes.file or None)
 
 
+def _self_learning(config, out, model, pool, kept, x, mask, weights, clf, mesh, workdir, progress):
+    """S3A's teacher-student stage after CVPR: predictions (n,) of student and teacher (argmax
+    over the whole vocabulary), the tuned parameters and the history."""
+    from adapt.method import MethodInputs
+    from adapt.prompted import make_prompted
+    from adapt.self_learning import self_learn
+    from methods.s3a import recompute_structural
+
+    sl, n = config.self_learning, len(kept)
+    inputs = MethodInputs(x=x, mask=mask, class_weights=weights, logit_scale=float(model.logit_scale),
+                          views={}, class_texts=None, mesh=mesh, key=jax.random.key(config.seed),
+                          class_names=None, model=model, pool=pool, kept=kept, workdir=workdir,
+                          progress=progress)
+    prompted = make_prompted(inputs, "visual", center=False, lora_rank=int(sl.lora_rank), progress=progress,
+                             embed_kwargs=dict(cache_root=config.embed.cache_dir or None,
+                                               batch_size=config.embed.batch_size))
+    host = distributed.to_host
+
+    def restructure(feats):
+        f, _ = mesh_lib.shard_rows(np.asarray(feats, np.float32), mesh)
+        return host(recompute_structural(out, f, mask, weights, rounds=3, mesh=mesh))[:n]
+
+    student, teacher, history, _ = self_learn(
+        prompted, weights, host(out.structural)[:n], restructure, epochs=int(sl.epochs),
+        batch_size=int(sl.batch_size), lr=float(sl.lr), weight_decay=float(sl.weight_decay),
+        tau=float(sl.tau), w_ins=float(sl.w_ins), w_str=float(sl.w_str),
+        warmup_epochs=int(sl.warmup_epochs), augment=sl.augment, key=jax.random.key(config.seed + 1),
+        mesh=mesh, checkpoint_dir=None, progress=progress, seed=int(config.seed))
+    w = jnp.asarray(weights)
+    out_ = dict(history=history)
+    for name, p in (("teacher", teacher), ("student", student)):
+        e = prompted.embed_all(p)
+        out_[name] = np.concatenate([np.asarray(jnp.argmax(jnp.asarray(e[s:s + 4096]) @ w.T, -1))
+                                     for s in range(0, n, 4096)])
+    out_["features"] = e  # the student's embeddings (the artifact's view)
+    out_["head"], out_["model_params"], out_["model_setup"] = prompted.export(student)
+    return out_
+
+
 def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
     from methods.s3a import cvpr
 
@@ -91,6 +131,10 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
     preds = {"s3a_cvpr": host(out.structural)[:n], "zero_shot_cosine": host(out.votes)[:n]}
     if not out.info["prompt_step"].startswith("none"):
         preds["s3a_cvr"] = host(out.cvr_structural)[:n]  # steps 1-2 only, the same run
+    if config.get("self_learning") and int(config.self_learning.epochs) > 0:
+        with timer.stage("self_learning"):
+            tuned = _self_learning(config, out, model, pool, kept, x, mask, weights, clf, mesh, workdir, progress)
+        preds["s3a_self_learning"], preds["s3a_self_learning_teacher"] = tuned["student"], tuned["teacher"]
     with timer.stage("baselines"):
         if clf.view_weights is not None and clf.view in views:
             ids, _ = vocabulary_argmax(views[clf.view], mesh_lib.replicate(clf.view_weights, mesh),
@@ -104,7 +148,10 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
                    k=out.k, k_given=settings.k is not None,
                    k_assumption="given by the config (an assumption)" if settings.k is not None
                    else "estimated by silhouette search (no labels)",
-                   selection_rule="none: one run, no labels used", cvpr=out.info)
+                   selection_rule="none: one run, no labels used; self-learning: last epoch", cvpr=out.info)
+    if "s3a_self_learning" in preds:
+        metrics["self_learning"] = dict(config.self_learning.to_dict(), history=tuned["history"],
+                                        student="the model's tunable visual side (not the full tower)")
     labels = None
     if classes is not None and classes.labels is not None:
         labels = np.asarray(classes.labels)[kept]
@@ -125,13 +172,18 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
         return metrics
     with timer.stage("write"):
         words = np.asarray(out.words)
-        head = Head(weights=clf.weights[words], scale=float(model.logit_scale))
-        feats = host(x)[:n]
+        if "s3a_self_learning" in preds:  # the tuned student over the whole vocabulary
+            head, feats, names = tuned["head"], tuned["features"], list(vocab.names)
+        else:  # CVPR: the frozen model over the K assigned words
+            head, feats = Head(weights=clf.weights[words], scale=float(model.logit_scale)), host(x)[:n]
+            names = [vocab.names[w] for w in words]
         probs = head.probs(feats)
-        artifact.save(workdir / "classifier", head=head, class_names=[vocab.names[w] for w in words],
+        artifact.save(workdir / "classifier", head=head, class_names=names,
                       model=model, model_source=model_source(config.model.kind, config.model.path),
                       method=config.method, config_json=config.to_json(), metrics=metrics,
-                      embed_batch=config.embed.batch_size)
+                      embed_batch=config.embed.batch_size, extra_tensors=tuned.get("model_params") if
+                      "s3a_self_learning" in preds else None,
+                      model_setup=tuned.get("model_setup") if "s3a_self_learning" in preds else None)
         partition = host(out.partition)[:n]
         write_predictions(workdir / "predictions.csv", [pool.location(int(i)) for i in kept],
                           preds, partition, probs, vocab.names)

@@ -13,15 +13,17 @@ ROWS = (("zero_shot_cosine", "zero-shot over the vocabulary (cosine)"),
 
 def write_predictions(path: Path, item_ids, preds: dict, partition, probs, vocab_names) -> None:
     """One row per embedded pool item: CVPR's word and index, its cluster and confidence (softmax
-    over the K assigned words), and the cosine zero-shot word over the whole vocabulary."""
-    ours, zs = preds["s3a_cvpr"], preds["zero_shot_cosine"]
+    over the K assigned words), and the cosine zero-shot word over the whole vocabulary. After
+    self-learning: the student's word and its confidence over the whole vocabulary instead."""
+    tuned = "s3a_self_learning" in preds
+    ours, zs = preds["s3a_self_learning" if tuned else "s3a_cvpr"], preds["zero_shot_cosine"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "predicted_word", "vocabulary_index", "cluster", "confidence",
                     "zero_shot_word"])
         for i, item in enumerate(item_ids):
             w.writerow([item, vocab_names[ours[i]], int(ours[i]), int(partition[i]),
-                        f"{probs[i, partition[i]]:.6f}", vocab_names[zs[i]]])
+                        f"{probs[i, ours[i] if tuned else partition[i]]:.6f}", vocab_names[zs[i]]])
 
 
 def _pct(x):

@@ -14,6 +14,7 @@ batch); per-example keys are `jax.random.fold_in(key, i)` with i the row's posit
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -54,9 +55,11 @@ def sgd(base_lr: float, epochs: int, steps_per_epoch: int, *, warmup_epochs: int
 class FitResult:
     params: object
     history: list[dict]  # one row per epoch: epoch, loss, aux means, lr, seconds, images_per_s
-    resumed_from: int     # epochs restored from a checkpoint (0 = fresh start)
+    resumed_from: int     # epochs restored from a checkpoint or passed in (0 = fresh start)
+    opt_state: object = None
 
 
+@functools.lru_cache(maxsize=8)  # fit() called epoch by epoch (self-learning) reuses the compiled epoch
 def _epoch_fn(loss_fn, optimizer, mesh, n_steps: int, batch: int):
     rows = mesh_lib.pool_sharding(mesh)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -95,13 +98,16 @@ def epoch_order(key: jax.Array, epoch: int, n: int, batch: int, pad_to: int, dro
 def fit(loss_fn, params, data: dict[str, np.ndarray], *, optimizer: optax.GradientTransformation,
         epochs: int, batch_size: int, key: jax.Array, mesh, checkpoint_dir: str | Path | None = None,
         progress: bool = True, desc: str = "train", drop_last: bool = False,
-        on_epoch: Callable[[int, object], dict] | None = None) -> FitResult:
+        on_epoch: Callable[[int, object], dict] | None = None, opt_state=None,
+        history: list[dict] | None = None) -> FitResult:
     """Trains `params` for `epochs` over the rows of `data` (arrays with the same first dim N).
 
     The data arrays are replicated on every device (fine up to a few GB: cached features or
     preprocessed images); each step gathers its batch and shards it along the pool axis.
     `on_epoch(epoch, params) -> dict` adds entries to that epoch's history row (e.g. pool accuracy
-    of pseudo-labels). Returns the final parameters and the history.
+    of pseudo-labels). To continue a run in memory (data changing between epochs), pass the previous
+    result's `opt_state` and `history`: training resumes at epoch len(history).
+    Returns the final parameters, optimizer state and history.
     """
     n = len(next(iter(data.values())))
     if n == 0:
@@ -111,10 +117,11 @@ def fit(loss_fn, params, data: dict[str, np.ndarray], *, optimizer: optax.Gradie
     batch = min(batch_size, n) if not drop_last else batch_size
     pad_to = mesh_lib.padded_size(batch, mesh)
     params = mesh_lib.replicate(params, mesh)
-    opt_state = mesh_lib.replicate(optimizer.init(params), mesh)
+    opt_state = mesh_lib.replicate(optimizer.init(params) if opt_state is None else opt_state, mesh)
     device_data = {k: mesh_lib.replicate(np.asarray(v), mesh) for k, v in data.items()}
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-    history, start = [], 0
+    history = list(history or [])
+    start = len(history)
     if ckpt is not None and ckpt.latest() is not None:
         params, opt_state, history = ckpt.restore(params, opt_state)
         start = len(history)
@@ -139,7 +146,7 @@ def fit(loss_fn, params, data: dict[str, np.ndarray], *, optimizer: optax.Gradie
         bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_s']:.0f}")
         bar.update(1)
     bar.close()
-    return FitResult(params, history, start)
+    return FitResult(params, history, start, opt_state)
 
 
 class Checkpoints:

@@ -50,4 +50,20 @@ def get_config(arg: str = ""):
     a.top_phrases = 3  # hits: each image's top-n phrase entries
     a.block = 1024  # rows / words per similarity tile
     a.shrink = False  # Hungarian on voted columns only (equal optimum; faster for huge vocabularies)
+    # Self-learning (adapt/self_learning.py): EMA teacher, student on confident teacher labels plus
+    # the structural labels, over the whole vocabulary. The student is the model's tunable visual
+    # side (offline default: head BN affine + LoRA of the head conv on cached head inputs; CLIP:
+    # VPT tokens), not the full tower of the official code: a declared, labelled variant.
+    config.self_learning = ml_collections.ConfigDict()
+    sl = config.self_learning
+    sl.epochs = 10  # 0 = CVPR only (official: 30)
+    sl.batch_size = 128
+    sl.lr = 1e-3  # AdamW, per-step cosine; official 2e-5 x batch/256 is for full-tower fine-tuning
+    sl.weight_decay = 0.05
+    sl.tau = 0.5  # teacher confidence threshold
+    sl.w_ins = 1.0
+    sl.w_str = 0.25
+    sl.warmup_epochs = 2  # structural labels fixed to CVPR's before this epoch
+    sl.lora_rank = 16
+    sl.augment = "weak"  # the student's view (offline cached path: flips only)
     return config

@@ -204,7 +204,8 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
             "--set", f"pool.path={tmp_path / 'pool'}", "--set", f"model.path={clip}",
             "--set", f"embed.cache_dir={tmp_path / 'cache'}", "--set", f"vocabulary.file={vocab}",
             "--set", "method_args.k=3", "--set", "method_args.n_init=2", "--set", "prompts.templates=['a photo of a {}.']"]
-    assert cli.main(argv) == 0
+    assert cli.main(argv + ["--set", "self_learning.epochs=3", "--set", "self_learning.batch_size=8",
+                            "--set", "self_learning.warmup_epochs=1"]) == 0
     run = tmp_path / "run"
     m = json.loads((run / "metrics.json").read_text())
     assert m["k"] == 3 and m["k_given"] and m["vocabulary_size"] == 5
@@ -220,9 +221,18 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
     assert z["structural"].shape == (24,) and len(set(z["words"].tolist())) == 3
     from adapt.artifact import load
 
+    # self-learning: student and teacher predictions are scored like CVPR's; the artifact is the
+    # tuned student (its visual prompts) over the whole vocabulary and reproduces the predictions
+    assert {"s3a_self_learning", "s3a_self_learning_teacher"} <= set(m["results"])
+    assert len(m["self_learning"]["history"]) == 3
     clf = load(run / "classifier")
-    assert len(clf.class_names) == 3 and "s3a" in (run / "report.md").read_text()
-    assert cli.main(argv[:-6] + ["--set", "method_args.k=estimate", "--set", "method_args.k_max=3",
+    assert len(clf.class_names) == 5 and clf.params and "s3a" in (run / "report.md").read_text()
+    images = [row.split(",")[0] for row in (run / "predictions.csv").read_text().splitlines()[1:]]
+    pred, _ = clf.predict(images)
+    words = [row.split(",")[1] for row in (run / "predictions.csv").read_text().splitlines()[1:]]
+    assert [clf.class_names[i] for i in pred] == words
+    assert cli.main(argv[:-6] + ["--set", "self_learning.epochs=0",
+                                 "--set", "method_args.k=estimate", "--set", "method_args.k_max=3",
                                  "--set", "method_args.search_n_init=1",
                                  "--set", "method_args.phrases=none", "--set", "method_args.n_init=2",
                                  "--set", "prompts.templates=['a photo of a {}.']"]) == 0
