@@ -154,4 +154,17 @@ def run(config, workdir, progress: bool = True) -> dict:
     info = dict(model=model.model_id, pool=pool.source, classes=classes.names,
                 command=_config_command(config))
     report.write_report(workdir / "report.md", metrics, info, skipped, plots)
+    if metrics.get("rounds"):
+        with open(workdir / "report.md", "a") as f:
+            f.write(_rounds_section(metrics["rounds"], metrics.get("stages") or {}))
     return metrics
+
+
+def _rounds_section(scores: list[dict], stages: dict) -> str:
+    """Markdown table of the scored tuning rounds (a method's stages, when it names them)."""
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    lines = ["", "## Rounds (scored against the pool's labels; the method never saw them)", "",
+             "| round | stage | K | pseudo-labels | their accuracy | pool accuracy after it |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s['round']} | {stages.get(str(s['round']), '')} | {s['k']} | {s['n_pseudo']} | "
+              f"{pct(s['pseudo_label_accuracy'])} | {pct(s.get('pool_accuracy'))} |" for s in scores]
+    return "\n".join(lines) + "\n"

@@ -151,6 +151,8 @@ def test_nola_run_on_a_tiny_clip(tmp_path):
     assert [r["round"] for r in m["rounds"]] == [1, 2, 3] and m["stages"]["2"].startswith("labeller")
     assert m["rounds"][0]["n_pseudo"] == m["subset_size"] <= 3 * 4
     assert m["second_tower"]["dim"] == 32 and m["second_tower"]["model_id"].endswith(":block0_mean")
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Rounds" in report and "| 2 | labeller" in report
     clf = load(tmp_path / "run" / "classifier")
     assert any("prompts" in k for k in clf.params)
     images = sorted(p for p in (tmp_path / "pool").rglob("*.png") if p.stat().st_size > 0)
