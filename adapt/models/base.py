@@ -60,3 +60,17 @@ class FrozenModel(Protocol):
     def encode_images(self, pixels): ...
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def check_tensor_shapes(tensors: dict, expected: dict, what: str) -> None:
+    """One ValueError naming every missing tensor and every shape mismatch of a checkpoint.
+    expected: tensor name -> shape; what: e.g. "CLIP checkpoint DIR"."""
+    problems = []
+    for name, shape in expected.items():
+        if name not in tensors:
+            problems.append(f"missing tensor {name} (expected shape {shape})")
+        elif tuple(tensors[name].shape) != shape:
+            problems.append(f"tensor {name}: expected shape {shape}, found {tuple(tensors[name].shape)}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ValueError(f"{what} does not match its config.json:\n  " + "\n  ".join(shown))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adapt.models.base import check_tensor_shapes
 from adapt.models.clip_text import TextConfig
 from adapt.models.clip_vision import VisionConfig
 
@@ -141,15 +142,7 @@ def expected_shapes(cfg: ClipConfig) -> dict[str, tuple[int, ...]]:
 
 def check_tensors(tensors: dict[str, np.ndarray], cfg: ClipConfig, where: str) -> None:
     """One ValueError naming every missing tensor and every shape mismatch."""
-    problems = []
-    for name, shape in expected_shapes(cfg).items():
-        if name not in tensors:
-            problems.append(f"missing tensor {name} (expected shape {shape})")
-        elif tuple(tensors[name].shape) != shape:
-            problems.append(f"tensor {name}: expected shape {shape}, found {tuple(tensors[name].shape)}")
-    if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise ValueError(f"CLIP checkpoint {where} does not match its config.json:\n  " + "\n  ".join(shown))
+    check_tensor_shapes(tensors, expected_shapes(cfg), f"CLIP checkpoint {where}")
 
 
 def _ln(t, name):
