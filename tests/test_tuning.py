@@ -189,3 +189,22 @@ def test_epoch_order_covers_each_row_once_and_masks_padding():
     order, valid, steps = tuning.epoch_order(jax.random.key(0), 2, 21, 8, 8, drop_last=False)
     assert steps == 3 and valid.sum() == 21
     assert sorted(order[valid].tolist()) == list(range(21))
+
+
+def test_ema_teacher_follows_the_student_with_the_ramped_decay():
+    from adapt.self_learning import ema_decay, ema_teacher
+
+    opt = ema_teacher(optax.sgd(0.1))
+    params = {"student": jnp.float32(1.0), "teacher": jnp.float32(1.0)}
+    state = opt.init(params)
+    s, t = 1.0, 1.0
+    for step in range(5):
+        grads = {"student": jnp.float32(2.0 * s), "teacher": jnp.float32(0.0)}
+        upd, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, upd)
+        s = s - 0.1 * 2.0 * s
+        d = 0.999 + (0.9998 - 0.999) * step / 2000
+        t = d * t + (1 - d) * s
+        assert float(params["student"]) == pytest.approx(s, rel=1e-6)
+        assert float(params["teacher"]) == pytest.approx(t, rel=1e-6)
+    assert float(ema_decay(4000)) == pytest.approx(0.9998)
