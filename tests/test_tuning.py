@@ -208,3 +208,18 @@ def test_ema_teacher_follows_the_student_with_the_ramped_decay():
         assert float(params["student"]) == pytest.approx(s, rel=1e-6)
         assert float(params["teacher"]) == pytest.approx(t, rel=1e-6)
     assert float(ema_decay(4000)) == pytest.approx(0.9998)
+
+
+def test_few_labels_picks_k_per_class_and_nothing_in_ul():
+    import ml_collections
+
+    from methods.pseudolabel import few_labels
+
+    labels = np.repeat(np.arange(4), 25)
+    cfg = ml_collections.ConfigDict({"method_args": {"setting": "ssl", "labels_per_class": 2}})
+    few = few_labels(cfg, labels)
+    assert (few >= 0).sum() == 8 and all((few == c).sum() == 2 for c in range(4))
+    assert np.all(few[few >= 0] == labels[few >= 0])
+    np.testing.assert_array_equal(few, few_labels(cfg, labels))  # seed 0: the same pick every run
+    cfg.method_args.setting = "ul"
+    assert few_labels(cfg, labels) is None
