@@ -40,6 +40,13 @@ class Prompted:
 
     center = None
 
+    def _jitted(self, name, fn):
+        """One compiled pool pass per adapter (called once per round), not one per call."""
+        cache = self.__dict__.setdefault("_jit_cache", {})
+        if name not in cache:
+            cache[name] = jax.jit(fn)
+        return cache[name]
+
     def features(self, params, batch, key, augment="none"):
         """(B, D) the classifier's image features: the embedding, centred when `center`, unit rows."""
         f = self.embed(params, batch, key, augment)
@@ -47,7 +54,7 @@ class Prompted:
 
     def embed_all(self, params, batch_size: int = 512) -> np.ndarray:
         """(n, D) the tuned model's image embeddings of every pool row (what the artifact computes)."""
-        fn = jax.jit(lambda p, b: self.embed(p, b, jax.random.key(0)))
+        fn = self._jitted("embed", lambda p, b: self.embed(p, b, jax.random.key(0)))
         n = len(next(iter(self.data.values())))
         return np.concatenate([np.asarray(fn(params, {k: jnp.asarray(v[s:s + batch_size]) for k, v in self.data.items()}))
                                for s in range(0, n, batch_size)])
@@ -57,7 +64,7 @@ class Prompted:
 
     def probs(self, params, batch_size: int = 512) -> np.ndarray:
         """(n, C) softmax probabilities over every pool row, unaugmented."""
-        fn = jax.jit(lambda p, b: jax.nn.softmax(self.logits(p, b, jax.random.key(0)), -1))
+        fn = self._jitted("probs", lambda p, b: jax.nn.softmax(self.logits(p, b, jax.random.key(0)), -1))
         n = len(next(iter(self.data.values())))
         out = [np.asarray(fn(params, {k: jnp.asarray(v[s:s + batch_size]) for k, v in self.data.items()}))
                for s in range(0, n, batch_size)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -175,12 +174,6 @@ class Checkpoints:
         got = self.manager.restore(self.latest(), args=a.Composite(
             state=a.StandardRestore({"params": params, "opt": opt_state}), history=a.JsonRestore()))
         return got.state["params"], got.state["opt"], list(got.history["rows"])
-
-
-def save_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    tmp.replace(path)
 
 
 def n_params(tree) -> int:
