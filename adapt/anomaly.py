@@ -112,7 +112,7 @@ def run_anomaly_job(config, workdir, progress: bool = True) -> dict:
             raise PoolTooSmall(f"the pool has {len(pool)} images; mutual scoring needs at least 5")
         mesh = mesh_lib.make_mesh(config.embed.num_devices or None)
     with timer.stage("load_model"):
-        model = load_model(config.model.kind, config.model.path)
+        model = load_model(config.model.kind, config.model.path, config.model.grounding)
     s = method.settings
     layers = tuple(s.layers) or patches.default_layers(model)
     degrees = tuple(s.degrees) or patches.default_degrees(model)

@@ -72,7 +72,7 @@ def run(config, workdir, progress: bool = True) -> dict:
                                   descriptions_file=config.classes.descriptions or None)
         mesh = mesh_lib.make_mesh(config.embed.num_devices or None)
     with timer.stage("load_model"):
-        model = load_model(config.model.kind, config.model.path)
+        model = load_model(config.model.kind, config.model.path, config.model.grounding)
     embed_kwargs = dict(cache_root=config.embed.cache_dir or None, batch_size=config.embed.batch_size,
                         chunk_size=config.embed.chunk_size, workers=config.embed.workers)
     with timer.stage("embed"):

@@ -58,5 +58,6 @@ def summary(trace: np.ndarray) -> dict:
     trace = to_host(trace).astype(np.float64)
     if trace.size == 0:
         return {"first": None, "last": None, "min": None, "monotone_non_increasing": None}
+    monotone = trace.size == 1 or bool(np.all(np.diff(trace) <= 1e-9 * np.abs(trace[:-1]).max()))
     return {"first": float(trace[0]), "last": float(trace[-1]), "min": float(trace.min()),
-            "monotone_non_increasing": bool(np.all(np.diff(trace) <= 1e-9 * np.abs(trace[:-1]).max()))}
+            "monotone_non_increasing": monotone}

@@ -112,7 +112,7 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
         vocab = load_vocabulary(config.vocabulary.file)
         mesh = mesh_lib.make_mesh(config.embed.num_devices or None)
     with timer.stage("load_model"):
-        model = load_model(config.model.kind, config.model.path)
+        model = load_model(config.model.kind, config.model.path, config.model.grounding)
     with timer.stage("embed"):
         kept, emb_skipped, x, mask, views = _embed(model, pool, mesh, config, progress)
     skipped = list(getattr(pool, "prescan_skipped", [])) + emb_skipped

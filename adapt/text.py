@@ -63,9 +63,12 @@ def encode_classes(model, names, templates, descriptions=None, beta=-1.0) -> Cla
     """Embeds every prompt once and ensembles per class: t_c = normalize(sum_p w_p e_p)."""
     prompts, weights = build_prompts(names, templates, descriptions, beta)
     flat = [p for ps in prompts for p in ps]
-    emb = np.asarray(model.encode_texts(flat), np.float32)
+    # models that tie a text through its class name (the offline model's WordNet grounding) get it
+    kw = dict(names=[n for n, ps in zip(names, prompts) for _ in ps]) if getattr(
+        model, "grounds_names", False) else {}
+    emb = np.asarray(model.encode_texts(flat, **kw), np.float32)
     has_map = hasattr(model, "class_map")
-    view_emb = np.asarray(model.class_map(flat), np.float32) if has_map else None
+    view_emb = np.asarray(model.class_map(flat, **kw), np.float32) if has_map else None
     rows, view_rows, start = [], [], 0
     for w in weights:
         w = np.asarray(w, np.float32)[:, None]

@@ -39,6 +39,8 @@ class VocabularyClassifier:
 
 def cache_key(model, vocab: Vocabulary, templates) -> str:
     parts = [CACHE_FORMAT, model.model_id, model.weights_hash, vocab.names_sha256(), list(templates)]
+    if getattr(model, "text_hash", ""):  # text-side settings that weights_hash does not cover
+        parts.append(model.text_hash)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
 

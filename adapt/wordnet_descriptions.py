@@ -54,7 +54,7 @@ def lookup_candidates(name: str) -> list[str]:
     return list(dict.fromkeys(key(s) for s in [name, *parts, *heads] if key(s)))
 
 
-def _is_visual(offset: str, synsets: dict) -> bool:
+def is_visual(offset: str, synsets: dict) -> bool:
     if synsets[offset].instance or offset in wordnet.EXCLUDED_ROOTS:
         return False
     seen, stack = set(), list(synsets[offset].hypernyms)
@@ -65,6 +65,16 @@ def _is_visual(offset: str, synsets: dict) -> bool:
         seen.add(o)
         stack.extend(synsets[o].hypernyms)
     return bool(seen & set(wordnet.VISUAL_ROOTS)) and not seen & set(wordnet.EXCLUDED_ROOTS)
+
+
+def choose_synset(name: str, index: dict, synsets: dict) -> tuple[str | None, str | None]:
+    """(lemma, synset offset) of a class name: the first lookup candidate WordNet knows, and of its
+    senses the most frequent one under the visual roots (else the most frequent); (None, None)."""
+    lemma = next((c for c in lookup_candidates(name) if c in index), None)
+    offsets = [o for o in index[lemma] if o in synsets] if lemma else []
+    if not offsets:
+        return None, None
+    return lemma, next((o for o in offsets if is_visual(o, synsets)), offsets[0])
 
 
 def _article(word: str) -> str:
@@ -90,12 +100,10 @@ def wordnet_descriptions(names, root: str | os.PathLike | None = None) -> tuple[
     index, synsets = read_noun_index(root), wordnet.read_noun_synsets(root)
     descriptions, how = {}, {}
     for name in names:
-        lemma = next((c for c in lookup_candidates(name) if c in index), None)
-        if lemma is None:
+        lemma, chosen = choose_synset(name, index, synsets)
+        if chosen is None:
             descriptions[name], how[name] = [], "not in WordNet"
             continue
-        offsets = [o for o in index[lemma] if o in synsets]
-        chosen = next((o for o in offsets if _is_visual(o, synsets)), offsets[0])
         s = synsets[chosen]
         descriptions[name] = sentences(name, s, synsets)
         how[name] = f"{lemma} -> {s.wnid} {s.lemmas[0]} ({s.definition})"

@@ -192,3 +192,11 @@ def test_method_is_device_count_invariant_and_permutation_equivariant(variant):
     np.testing.assert_array_equal(permuted.predictions, eight.predictions[perm])
     assert eight.setting == "transductive" and eight.head.center is not None
     assert eight.metrics["iterations"] >= 1 and np.allclose(eight.probs.sum(1), 1, atol=1e-5)
+
+
+def test_energy_summary_of_a_one_step_trace():
+    """A solver stopped after one step (SLK's empty-cluster guard) still gets a summary."""
+    from adapt import graph_outputs
+
+    s = graph_outputs.summary(np.array([3.0]))
+    assert s["first"] == s["last"] == 3.0 and s["monotone_non_increasing"] is True

@@ -262,7 +262,7 @@ def test_anomaly_job_writes_scores_metrics_report_and_plots(tmp_path, monkeypatc
     from adapt.config import load_config
 
     _folder(tmp_path / "pool")
-    monkeypatch.setattr(adapt.models, "load_model", lambda kind, path: FakePatchModel())
+    monkeypatch.setattr(adapt.models, "load_model", lambda kind, path, grounding="wordnet": FakePatchModel())
     config = load_config("configs/musc.py")
     config.unlock()
     config.pool.path = str(tmp_path / "pool")

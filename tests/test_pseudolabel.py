@@ -29,13 +29,15 @@ def offline():
 
 def test_offline_textual_wiring_reproduces_the_template(offline):
     """Context = token embeddings of "a photo of a": the class embeddings equal the model's own
-    text embeddings of "a photo of a {name}" (spec: textual prompt wiring, 1e-5)."""
+    text embeddings of "a photo of a {name}" (spec: textual prompt wiring, 1e-5), WordNet grounding
+    included (names given to both sides)."""
     from adapt.models.offline_tuning import ContextText
 
     names = ["trouser", "sneaker", "ankle boot"]
     text = ContextText(offline, names, 4)
     got = np.asarray(text.class_weights(text.init_context("a photo of a")))
-    want = offline.encode_texts([f"a photo of a {n}" for n in names])
+    want = offline.encode_texts([f"a photo of a {n}" for n in names], names=names)
+    assert offline.grounds_names  # the default; "sneaker" grounds one level up (gym shoe -> shoe)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert text.init_context(seed=0).shape == (4, 384)
 

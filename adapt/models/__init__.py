@@ -55,8 +55,9 @@ def load_image_encoder(path: str):
                      f"(expected one of {', '.join(repr(k) for k in (*IMAGE_ONLY, 'clip'))})")
 
 
-def load_model(kind: str = "auto", path: str = ""):
-    """Returns a frozen model (see adapt.models.base)."""
+def load_model(kind: str = "auto", path: str = "", grounding: str = "wordnet"):
+    """Returns a frozen model (see adapt.models.base). `grounding` ("wordnet" | "none") is the
+    offline model's class-name tie (adapt/models/grounding.py); CLIP checkpoints ignore it."""
     if kind == "auto":
         kind = model_kind(path) if path else "offline"
     if kind == "offline":
@@ -64,7 +65,7 @@ def load_model(kind: str = "auto", path: str = ""):
             raise ValueError("model.kind='offline' takes no model.path")
         from adapt.models.offline import load_offline_default
 
-        return load_offline_default()
+        return load_offline_default(grounding=grounding)
     if kind == "clip":
         if not path:
             raise ValueError("model.kind='clip' needs model.path, a local checkpoint folder")

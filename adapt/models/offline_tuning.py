@@ -111,6 +111,8 @@ class ContextText:
         self.class_emb = jnp.asarray(text.class_emb)  # (1000, 384) ImageNet class texts
         self.rows = jnp.asarray(model.imagenet_class_embeddings())  # (1000, 1280)
         self.top_t, self.temperature = text.top_t, text.temperature
+        support = text.support(list(names))  # WordNet grounding of each class name, or None
+        self.support = None if support is None else jnp.asarray(support)
 
     def init_context(self, init_text: str | None = None, std: float = 0.02, seed: int = 0) -> jax.Array:
         """(n, 384): the token embeddings of `init_text` (n wordpieces) or N(0, std^2), seeded."""
@@ -140,6 +142,8 @@ class ContextText:
     def class_weights(self, ctx: jax.Array) -> jax.Array:
         """ctx (n, 384) -> (C, 1280) class embeddings in image space, rows L2-normalised."""
         cos = self.sentence(ctx) @ self.class_emb.T
+        if self.support is not None:  # -inf outside the support: zero weight, zero gradient
+            cos = jnp.where(self.support, cos, -jnp.inf)
         _, top = jax.lax.top_k(jax.lax.stop_gradient(cos), self.top_t)
         w = jax.nn.softmax(jnp.take_along_axis(cos, top, axis=1) / self.temperature, axis=1)
         e = jnp.einsum("ct,ctd->cd", w, self.rows[top])
