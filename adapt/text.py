@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 
 import numpy as np
 
@@ -59,8 +60,25 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def encode_classes(model, names, templates, descriptions=None, beta=-1.0) -> ClassTexts:
-    """Embeds every prompt once and ensembles per class: t_c = normalize(sum_p w_p e_p)."""
+def identical_classes(weights: np.ndarray, names, tol: float = 1e-6) -> list[list[str]]:
+    """Groups of class names whose embeddings coincide (cosine > 1 - tol): no classifier built on
+    these embeddings alone can tell them apart (the argmax of a tie takes the first)."""
+    sim = weights @ weights.T
+    groups, seen = [], set()
+    for i in range(len(names)):
+        same = [j for j in range(i, len(names)) if j not in seen and sim[i, j] > 1 - tol]
+        seen.update(same)
+        if len(same) > 1:
+            groups.append([names[j] for j in same])
+    return groups
+
+
+def encode_classes(model, names, templates, descriptions=None, beta=-1.0,
+                   warn_identical: bool = True) -> ClassTexts:
+    """Embeds every prompt once and ensembles per class: t_c = normalize(sum_p w_p e_p).
+
+    warn_identical: warn when two classes get the same embedding (e.g. the offline model grounds
+    "T-shirt/top" and "Shirt" both to ImageNet's jersey); off for large vocabularies."""
     prompts, weights = build_prompts(names, templates, descriptions, beta)
     flat = [p for ps in prompts for p in ps]
     # models that tie a text through its class name (the offline model's WordNet grounding) get it
@@ -76,8 +94,15 @@ def encode_classes(model, names, templates, descriptions=None, beta=-1.0) -> Cla
         if has_map:
             view_rows.append((w * view_emb[start:start + len(w)]).sum(0))
         start += len(w)
+    weights = _normalize(np.stack(rows))
+    if warn_identical and len(names) <= 5000:
+        for group in identical_classes(weights, list(names)):
+            warnings.warn(f"classes {group} have identical text embeddings (the model ties them to the "
+                          f"same thing); only the first can be predicted from text alone. Give them "
+                          f"distinguishing descriptions, or for the offline model try "
+                          f"--set model.grounding=none", stacklevel=2)
     return ClassTexts(
-        weights=_normalize(np.stack(rows)),
+        weights=weights,
         view_weights=np.stack(view_rows) if has_map else None,
         view=getattr(model, "class_map_view", None) if has_map else None,
         prompts=prompts, prompt_weights=weights)

@@ -78,7 +78,7 @@ def encode_vocabulary(model, vocab: Vocabulary, templates, *, cache_root: str | 
                 w, vw = z["weights"], (z["view_weights"] if "view_weights" in z else None)
             view = getattr(model, "class_map_view", None) if vw is not None else view
         else:
-            texts = encode_classes(model, names[start:start + chunk], list(templates))
+            texts = encode_classes(model, names[start:start + chunk], list(templates), warn_identical=False)
             w, vw, view = texts.weights, texts.view_weights, texts.view
             if write:
                 extra = {} if vw is None else {"view_weights": vw.astype(np.float32)}

@@ -82,3 +82,15 @@ def test_zero_shot_is_permutation_equivariant_and_device_count_invariant():
     permuted = _zero_shot_predictions(x[perm], NAMES, 8)
     np.testing.assert_array_equal(permuted.predictions, eight.predictions[perm])
     assert one.setting == "inductive" and one.head.view == "embedding"
+
+
+def test_classes_with_identical_embeddings_are_reported():
+    """Two classes whose prompts embed the same (here: the same description only, beta 1) cannot be
+    told apart; encode_classes warns and identical_classes names the group."""
+    from adapt.text import identical_classes
+
+    desc = {"cat": ["a pet"], "big_dog": ["a pet"], "car": ["has wheels"]}
+    with pytest.warns(UserWarning, match="identical text embeddings"):
+        t = encode_classes(FakeModel(), NAMES, ["a photo of a {}."], desc, beta=1.0)
+    assert identical_classes(t.weights, NAMES) == [["cat", "big_dog"]]
+    assert identical_classes(encode_classes(FakeModel(), NAMES, TEMPLATES).weights, NAMES) == []
