@@ -65,3 +65,15 @@ def test_conse_weights_stay_on_the_support():
     np.testing.assert_allclose(w[1], conse_weights(q[1:2], e, 10, 0.2)[0], rtol=1e-6)
     cos = (q[2] @ e.T)[10:40]
     assert set(np.flatnonzero(w[2])) == set(10 + np.argsort(-cos)[:10])
+
+
+def test_missing_wordnet_is_a_clear_error(tmp_path, monkeypatch):
+    """No WordNet files: Grounding names the Debian package, the model loader adds the way out."""
+    from adapt.models import offline
+    from adapt.wordnet import WordNetError
+
+    with pytest.raises(WordNetError, match="wordnet-base"):
+        Grounding(["n03594734"], root=tmp_path)
+    monkeypatch.setattr(offline, "Grounding", lambda wnids: Grounding(wnids, root=tmp_path))
+    with pytest.raises(WordNetError, match="grounding=none"):
+        offline.load_offline_default()

@@ -18,7 +18,6 @@ Fashion-MNIST: experiments/offline_model/README.md.
 """
 from __future__ import annotations
 
-import functools
 import os
 from typing import Sequence
 
@@ -37,6 +36,7 @@ class Grounding:
                  max_up: int = MAX_UP):
         self.index, self.synsets = read_noun_index(root), wordnet.read_noun_synsets(root)
         self.max_up = max_up
+        self._memo: dict[str, tuple[tuple[int, ...], str]] = {}
         self.offsets = [w[1:] for w in imagenet_wnids]
         # each ImageNet class's ancestors, itself included: s grounds class i when s is among them
         self.lineage = [self._ancestors(o) | {o} for o in self.offsets]
@@ -54,9 +54,13 @@ class Grounding:
         """The offset of the name's synset, or None when WordNet does not know the name."""
         return choose_synset(name, self.index, self.synsets)[1]
 
-    @functools.lru_cache(maxsize=65536)
     def ground(self, name: str) -> tuple[tuple[int, ...], str]:
-        """(ImageNet class indices of the support, how) ; () when ungrounded."""
+        """(ImageNet class indices of the support, how); () when ungrounded. Memoised per name."""
+        if name not in self._memo:
+            self._memo[name] = self._ground(name)
+        return self._memo[name]
+
+    def _ground(self, name: str) -> tuple[tuple[int, ...], str]:
         s = self.synset(name)
         if s is None:
             return (), "not in WordNet"

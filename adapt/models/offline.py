@@ -28,6 +28,7 @@ from flax import nnx
 from adapt.models.base import Preprocess
 from adapt.models.efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from adapt.models.grounding import Grounding
+from adapt.wordnet import WordNetError
 from adapt.models.minilm import MiniLM, default_minilm_path
 from adapt.models.torch_pickle import load_state_dict
 
@@ -275,5 +276,9 @@ def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str
         cache_dir = os.environ.get("ADAPT_CACHE", Path.home() / ".cache" / "adapt")
     cache = Path(cache_dir).expanduser() / "offline_default" if cache_dir is not None else None
     emb = imagenet_text_embeddings(minilm, classes, class_texts_variant, text_key, cache)
-    tie = Grounding([c["wnid"] for c in classes]) if grounding == "wordnet" else None
+    try:
+        tie = Grounding([c["wnid"] for c in classes]) if grounding == "wordnet" else None
+    except WordNetError as e:
+        raise WordNetError(f"{e} (or load the model with grounding='none': "
+                           "--set model.grounding=none)") from e
     return OfflineModel(image, _TextSide(minilm, emb, top_t, temperature, tie), weights_hash.hexdigest())
