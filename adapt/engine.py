@@ -15,7 +15,7 @@ from adapt.data import open_pool, resolve_classes
 from adapt.embed import embed_pool
 from adapt.method import MethodInputs
 from adapt.models import load_model, model_source
-from adapt.text import encode_classes, identical_classes
+from adapt.text import encode_classes
 
 RUNLOCAL_LIMIT = 256
 
@@ -109,9 +109,8 @@ def run(config, workdir, progress: bool = True) -> dict:
                    n_embedded=n, n_skipped=len(skipped), n_classes=len(classes.names),
                    selection_rule="none: one run, last iterate, no labels used", **out.metrics)
     metrics["zero_shot_head"] = "class_map" if "class_map" in baselines else "cosine"
-    tied = identical_classes(texts.weights, list(classes.names))
-    if tied:  # encode_classes warned; keep it in the record too
-        metrics["identical_class_embeddings"] = tied
+    if texts.identical:  # encode_classes warned; keep it in the record too
+        metrics["identical_class_embeddings"] = texts.identical
     if labels is not None and (labels >= 0).any():
         metrics.update(report.accuracy_metrics(out.predictions, labels, classes.names))
         acc = {k: report.accuracy_metrics(p, labels, classes.names)["accuracy"] for k, p in baselines.items()}

@@ -24,6 +24,7 @@ class ClassTexts:
     view: str | None
     prompts: list[list[str]]
     prompt_weights: list[list[float]]
+    identical: list[list[str]] = dataclasses.field(default_factory=list)  # see identical_classes
 
 
 def fill(template: str, name: str) -> str:
@@ -66,7 +67,7 @@ def identical_classes(weights: np.ndarray, names, tol: float = 1e-6) -> list[lis
     sim = weights @ weights.T
     groups, seen = [], set()
     for i in range(len(names)):
-        same = [j for j in range(i, len(names)) if j not in seen and sim[i, j] > 1 - tol]
+        same = [j for j in i + np.flatnonzero(sim[i, i:] > 1 - tol) if j not in seen]
         seen.update(same)
         if len(same) > 1:
             groups.append([names[j] for j in same])
@@ -77,8 +78,9 @@ def encode_classes(model, names, templates, descriptions=None, beta=-1.0,
                    warn_identical: bool = True) -> ClassTexts:
     """Embeds every prompt once and ensembles per class: t_c = normalize(sum_p w_p e_p).
 
-    warn_identical: warn when two classes get the same embedding (e.g. the offline model grounds
-    "T-shirt/top" and "Shirt" both to ImageNet's jersey); off for large vocabularies."""
+    warn_identical: find classes with the same embedding (e.g. the offline model grounds "T-shirt/top"
+    and "Shirt" both to ImageNet's jersey), warn and list them in `identical`; skipped for large
+    vocabularies (off, or more than 5,000 names: the check is a C x C matrix)."""
     prompts, weights = build_prompts(names, templates, descriptions, beta)
     flat = [p for ps in prompts for p in ps]
     # models that tie a text through its class name (the offline model's WordNet grounding) get it
@@ -94,18 +96,18 @@ def encode_classes(model, names, templates, descriptions=None, beta=-1.0,
         if has_map:
             view_rows.append((w * view_emb[start:start + len(w)]).sum(0))
         start += len(w)
-    weights = _normalize(np.stack(rows))
-    if warn_identical and len(names) <= 5000:
-        for group in identical_classes(weights, list(names)):
-            warnings.warn(f"classes {group} have identical text embeddings (the model ties them to the "
-                          f"same thing); only the first can be predicted from text alone. Give them "
-                          f"distinguishing descriptions, or for the offline model try "
-                          f"--set model.grounding=none", stacklevel=2)
+    class_weights = _normalize(np.stack(rows))
+    identical = identical_classes(class_weights, list(names)) if warn_identical and len(names) <= 5000 else []
+    for group in identical:
+        warnings.warn(f"classes {group} have identical text embeddings (the model ties them to the "
+                      f"same thing); only the first can be predicted from text alone. Give them "
+                      f"distinguishing descriptions, or for the offline model try "
+                      f"--set model.grounding=none", stacklevel=2)
     return ClassTexts(
-        weights=weights,
+        weights=class_weights,
         view_weights=np.stack(view_rows) if has_map else None,
         view=getattr(model, "class_map_view", None) if has_map else None,
-        prompts=prompts, prompt_weights=weights)
+        prompts=prompts, prompt_weights=weights, identical=identical)
 
 
 def descriptions_sha256(descriptions) -> str | None:

@@ -92,5 +92,6 @@ def test_classes_with_identical_embeddings_are_reported():
     desc = {"cat": ["a pet"], "big_dog": ["a pet"], "car": ["has wheels"]}
     with pytest.warns(UserWarning, match="identical text embeddings"):
         t = encode_classes(FakeModel(), NAMES, ["a photo of a {}."], desc, beta=1.0)
-    assert identical_classes(t.weights, NAMES) == [["cat", "big_dog"]]
+    assert identical_classes(t.weights, NAMES) == [["cat", "big_dog"]] == t.identical
+    assert t.prompt_weights == build_prompts(NAMES, ["a photo of a {}."], desc, beta=1.0)[1]
     assert identical_classes(encode_classes(FakeModel(), NAMES, TEMPLATES).weights, NAMES) == []

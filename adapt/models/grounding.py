@@ -39,16 +39,8 @@ class Grounding:
         self._memo: dict[str, tuple[tuple[int, ...], str]] = {}
         self.offsets = [w[1:] for w in imagenet_wnids]
         # each ImageNet class's ancestors, itself included: s grounds class i when s is among them
-        self.lineage = [self._ancestors(o) | {o} for o in self.offsets]
-
-    def _ancestors(self, offset: str) -> set[str]:
-        seen, stack = set(), list(self.synsets[offset].hypernyms) if offset in self.synsets else []
-        while stack:
-            o = stack.pop()
-            if o not in seen and o in self.synsets:
-                seen.add(o)
-                stack.extend(self.synsets[o].hypernyms)
-        return seen
+        ancestors = wordnet.ancestors(self.synsets)
+        self.lineage = [ancestors.get(o, frozenset()) | {o} for o in self.offsets]
 
     def synset(self, name: str) -> str | None:
         """The offset of the name's synset, or None when WordNet does not know the name."""
