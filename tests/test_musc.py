@@ -314,7 +314,9 @@ def test_config_and_settings():
     c = load_config("configs/musc.py:defects,Bag")
     assert (c.pool.kind, c.pool.name, c.pool.invert, c.method) == ("defects", "Bag", True, "musc")
     s = musc.settings_from_config(c)
-    assert s.frac == 0.3 and s.k_list == (1, 2, 3) and s.precision == "float32"
+    assert s.frac == 0.3 and s.k_list == () and s.precision == "float32"  # defects: RsCIN off
+    s = musc.settings_from_config(load_config("configs/musc.py:textile"))
+    assert s.k_list == (1, 2, 3)  # every other pool keeps the spec's windows
     with pytest.raises(ValueError, match="odd"):
         musc.Settings(degrees=(2,))
     with pytest.raises(ValueError, match="schedule"):

@@ -38,25 +38,25 @@ SETTINGS = [  # (name, strides, degrees)
 ]
 
 
-def open_pool(kind: str, seed: int):
+def open_pool(kind: str, seed: int, split: str = "test"):
     from adapt.data import subsample, textile_pool
     from adapt.data.defects import defect_pool
 
     if kind == "textile":
         return subsample(textile_pool(), 400, seed)
-    return defect_pool(kind, seed=seed)
+    return defect_pool(kind, seed=seed, split=split)
 
 
-def evaluate_pool(kind, seed, model, mesh, cache, bf16: bool):
+def evaluate_pool(kind, seed, model, mesh, cache, bf16: bool, split: str = "test", strides=STRIDES):
     import jax.numpy as jnp
 
     from adapt import anomaly, patches
     from adapt.anomaly_metrics import image_auroc, knn_baseline
     from methods import musc
 
-    pool = open_pool(kind, seed)
+    pool = open_pool(kind, seed, split)
     t = time.perf_counter()
-    feats = patches.extract(model, pool, mesh, STRIDES, cache_root=cache, batch_size=32, progress=False)
+    feats = patches.extract(model, pool, mesh, strides, cache_root=cache, batch_size=32, progress=False)
     t_embed = time.perf_counter() - t
     y, _ = anomaly.anomaly_labels(pool)
     y = y[feats.kept]
@@ -66,15 +66,17 @@ def evaluate_pool(kind, seed, model, mesh, cache, bf16: bool):
     s = musc.Settings()
     t = time.perf_counter()
     grids = {}
-    for li, stride in enumerate(STRIDES):
+    for li, stride in enumerate(strides):
         for r in DEGREES:
             grids[stride, r] = musc.layer_scores(feats.maps[li], mesh, s, (r,))[0]
     t_msm = time.perf_counter() - t
-    out = dict(pool=kind, seed=seed, n=int(len(y)), n_anomalous=int(y.sum()), seconds_embed=t_embed,
+    out = dict(pool=kind, seed=seed, split=split, n=int(len(y)), n_anomalous=int(y.sum()), seconds_embed=t_embed,
                seconds_msm_all_6=t_msm, baseline_knn5=image_auroc(y, knn_baseline(feats.embeddings, 5)),
                settings={})
-    for name, strides, degrees in SETTINGS:
-        per_layer = [jnp.asarray(np.mean([grids[st, r] for r in degrees], axis=0)) for st in strides]
+    for name, use, degrees in SETTINGS:
+        if not set(use) <= set(strides):
+            continue
+        per_layer = [jnp.asarray(np.mean([grids[st, r] for r in degrees], axis=0)) for st in use]
         _, raw = musc.fuse(per_layer, size)
         raw = np.asarray(raw, np.float64)
         final = np.asarray(musc.rscin(jnp.asarray(raw, jnp.float32), emb, (1, 2, 3)), np.float64)
@@ -86,7 +88,7 @@ def evaluate_pool(kind, seed, model, mesh, cache, bf16: bool):
         out["settings"][name] = row
     if bf16:  # metric-level check of the bfloat16 MSM path on the default setting
         sb = musc.Settings(precision="bfloat16")
-        a = musc.layer_scores(feats.maps[STRIDES.index(16)], mesh, sb, (3,))[0]
+        a = musc.layer_scores(feats.maps[list(strides).index(16)], mesh, sb, (3,))[0]
         _, raw = musc.fuse([jnp.asarray(a)], size)
         final = np.asarray(musc.rscin(raw.astype(jnp.float32), emb, (1, 2, 3)), np.float64)
         out["default_bf16_auroc"] = image_auroc(y, final)
@@ -112,6 +114,8 @@ def summarise(results: list[dict]) -> str:
 
     lines.append(row("baseline: kNN-5 pooled feature", lambda r: r["baseline_knn5"]))
     for name, *_ in SETTINGS:
+        if not all(name in r["settings"] for r in results):
+            continue
         lines.append(row(f"MuSc {name}", lambda r, n=name: r["settings"][n]["auroc"]))
     lines.append(row("MuSc s16 r3, no RsCIN", lambda r: r["settings"][SETTINGS[0][0]]["auroc_no_rscin"]))
     if all("default_bf16_auroc" in r for r in results):
@@ -129,6 +133,8 @@ def main():
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--cache", default="")
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--split", default="test", help="Fashion-MNIST split of the defect pools")
+    ap.add_argument("--strides", default="8,16", help="stage maps to extract (settings needing others are skipped)")
     ap.add_argument("--out", default="")
     ap.add_argument("--table", default="", help="only print the table of a results file")
     a = ap.parse_args()
@@ -145,7 +151,8 @@ def main():
     results = []
     for seed in seeds:
         for kind in kinds:
-            r = evaluate_pool(kind, seed, model, mesh, a.cache or None, a.bf16)
+            r = evaluate_pool(kind, seed, model, mesh, a.cache or None, a.bf16, a.split,
+                              tuple(int(v) for v in a.strides.split(",")))
             results.append(r)
             print(json.dumps(r), flush=True)
             if a.out:
