@@ -4,6 +4,10 @@
   (CL2N: x <- normalize(x - mu)); the same transductive step as `centered_zero_shot_accuracy`.
 - `soft_mean_head`: the deployable inductive classifier, W_c = normalize(sum_i y_ic x_i) in the
   space the method worked in (`center` = mu when it centred).
+- `rectified_prototypes`: the class embeddings moved into the pool's image space by one soft
+  assignment step, m_c = normalize(sum_i softmax_c(s x_i . t_c) x_i) (BD-CSPN's rectification
+  without supports; InMaP-style image proxies without the gradient steps). Image-image cosines do
+  not suffer the modality gap that image-text cosines do.
 - `row_normalize` / `host_rows`: scores -> probabilities on the simplex, real rows on the host.
 """
 from __future__ import annotations
@@ -29,6 +33,13 @@ def pool_features(x: jax.Array, mask: jax.Array, center: bool) -> tuple[jax.Arra
 def _soft_means(x, y, mask):
     w = y * mask[:, None].astype(y.dtype)
     return ops.l2_normalize(jnp.einsum("nc,nd->cd", w, x))
+
+
+@jax.jit
+def rectified_prototypes(x: jax.Array, mask: jax.Array, class_weights: jax.Array,
+                         scale: float) -> jax.Array:
+    """x (Np, D) pool features, class_weights (C, D) unit rows -> (C, D) unit image prototypes."""
+    return _soft_means(x, jax.nn.softmax(scale * x @ class_weights.T, axis=1), mask)
 
 
 def soft_mean_head(x: jax.Array, y: jax.Array, mask: jax.Array, mean: jax.Array | None,

@@ -8,6 +8,9 @@ Prototype sources (`method_args.prototypes`):
   text    a_ik = -s x_i . t_k (zero-shot; Y^0 is the zero-shot softmax at scale s, lam on that scale)
   pseudo  a_ik = |x_i - m_k|^2, m_k = normalize(sum over the 8 pool images with the highest P0_ik
           of P0_ik x_i) (the TransCLIP initialisation; no labels)
+  rectified  a_ik = -s x_i . m_k, m_k = normalize(sum_i P0_ik x_i) over the whole pool (P0 at the
+          model's logit scale; `graph_outputs.rectified_prototypes`): text mode on image-space
+          prototypes, so s and lam keep their meaning
   few-shot support means (optionally rectified, BD-CSPN) through `few_shot_unary` (Python API: the
           engine does not pass supports yet).
 Variant `slk`: prototypes are re-estimated (kmeans means, or K-modes by mean-shift "ms") between
@@ -100,8 +103,8 @@ def make(config) -> Method:
     args = config.method_args
     if args.variant not in ("lshot", "slk"):
         raise ValueError(f"method_args.variant must be lshot or slk, not {args.variant!r}")
-    if args.prototypes not in ("text", "pseudo"):
-        raise ValueError("method_args.prototypes must be text or pseudo (few-shot supports go "
+    if args.prototypes not in ("text", "pseudo", "rectified"):
+        raise ValueError("method_args.prototypes must be text, pseudo or rectified (few-shot supports go "
                          f"through few_shot_unary in Python), not {args.prototypes!r}")
     if args.slk_step not in ("kmeans", "ms"):
         raise ValueError(f"method_args.slk_step must be kmeans or ms, not {args.slk_step!r}")
@@ -117,6 +120,10 @@ def make(config) -> Method:
         if args.variant == "lshot":
             if args.prototypes == "text":
                 unary = text_unary(x, inputs.class_weights, scale)
+            elif args.prototypes == "rectified":
+                protos = graph_outputs.rectified_prototypes(x, inputs.mask, inputs.class_weights,
+                                                            inputs.logit_scale)
+                unary = text_unary(x, protos, scale)
             else:
                 protos = pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale)
                 unary = graph_bound.squared_distances(x, protos)
@@ -125,8 +132,10 @@ def make(config) -> Method:
             y, extra = res.y, {}
             metrics = _metrics(args, res.iterations, res.energies, extra)
         else:
-            protos = (inputs.class_weights if args.prototypes == "text" else
-                      pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale))
+            protos = {"text": lambda: inputs.class_weights,
+                      "pseudo": lambda: pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale),
+                      "rectified": lambda: graph_outputs.rectified_prototypes(
+                          x, inputs.mask, inputs.class_weights, inputs.logit_scale)}[args.prototypes]()
             no_support = jnp.zeros_like(inputs.mask)
             edges = float(to_host(nb.w.sum())) if args.bandwidth == "edges" else 5.0 * n
             sigma2 = graph_bound.slk_bandwidth(x, nb, inputs.mask, edges)

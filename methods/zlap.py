@@ -8,6 +8,9 @@ series (default) or per-column conjugate gradients. Transductive score of image 
 Z[image i, c]. Inductive score of a new image x: Z_all^T y_x (y_x: its kNN weights to the pool and
 its class weights), so one solve serves every new point (`inductive_scores`).
 
+Class nodes (`classifier`): "text", the class embeddings; or "rectified", image-space proxies from
+one soft-assignment step of the pool on the class embeddings (`graph_outputs.rectified_prototypes`;
+the spec's proxy-classifier setting, used with k 10, gamma 3 and min-max scaling).
 The deployable head is the soft class means of the (centred) pool under the propagated scores.
 """
 from __future__ import annotations
@@ -157,11 +160,16 @@ def make(config) -> Method:
         raise ValueError("method_args.k must be >= 2 (the node itself counts as one neighbour)")
     if args.solver not in ("series", "cg"):
         raise ValueError(f"method_args.solver must be series or cg, not {args.solver!r}")
+    if args.classifier not in ("text", "rectified"):
+        raise ValueError(f"method_args.classifier must be text or rectified, not {args.classifier!r}")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
-        state, g, info = transductive(x, inputs.mask, inputs.class_weights, k=k, gamma=gamma,
+        classifier = inputs.class_weights
+        if args.classifier == "rectified":
+            classifier = graph_outputs.rectified_prototypes(x, inputs.mask, classifier, inputs.logit_scale)
+        state, g, info = transductive(x, inputs.mask, classifier, k=k, gamma=gamma,
                                       alpha=alpha, tol=float(args.tol), solver=args.solver,
                                       scale_sim=bool(args.scale_sim), mesh=inputs.mesh,
                                       block=int(args.block))
@@ -174,6 +182,7 @@ def make(config) -> Method:
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
         iters = to_host(info["iterations"])
         metrics = {
+            "classifier": args.classifier,
             "graph": {"k": k, "gamma": gamma, "alpha": alpha, "centered": bool(args.center),
                       "image_edges": int(to_host(jnp.sum(g.images.w > 0))),
                       "class_edges": int(to_host(jnp.sum(g.classes > 0)))},

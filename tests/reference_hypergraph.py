@@ -51,9 +51,10 @@ def cca(views, floor=0.0, reg=1e-4):
 
 
 def tmv_hlp(views, protos, k=10, alpha=0.35, refine_top=500, cca_floor=0.0, priors=None,
-            hyper_share=0.75, official_delta=False):
-    """Dense TMV-HLP as the spec states it, with our deliberate differences (one propagation,
-    memberships clipped at 0, the same CCA floor). Returns F (N, C) and the dense pieces."""
+            hyper_share=0.75, official_delta=False, propagations=1):
+    """Dense TMV-HLP as the spec states it, with our deliberate differences (a fixed number of
+    propagations, the last kept; memberships clipped at 0; the same CCA floor). Returns F (N, C)
+    and the dense pieces."""
     views = [np.asarray(v, np.float64) for v in views]
     n = views[0].shape[0]
     refined = []
@@ -110,5 +111,7 @@ def tmv_hlp(views, protos, k=10, alpha=0.35, refine_top=500, cca_floor=0.0, prio
     s = dm[:, None] * w * dm[None, :]
     y = np.zeros((n_all, c))
     y[n:] = 2 * np.eye(c) - 1
-    f = (1 - alpha) * np.linalg.solve(np.eye(n_all) - alpha * s, y)
+    f = y
+    for _ in range(propagations):  # the official loop: F <- (1 - alpha)(I - alpha S)^-1 F
+        f = (1 - alpha) * np.linalg.solve(np.eye(n_all) - alpha * s, f)
     return f[:n], {"S": s, "W": w, "S_hyp": s_hyp, "cW": cw, "pg": pg, "nodes": nodes}

@@ -45,8 +45,10 @@ def test_method_matches_the_dense_restatement_on_1_and_8_devices_and_under_permu
     xc = x - x.mean(0)
     xc /= np.linalg.norm(xc, axis=1, keepdims=True)
     views = [xc, extra, xc @ t.T]
-    f, _ = ref.tmv_hlp(views, [t, extra_protos, t @ t.T], k=K, alpha=0.35, refine_top=10, cca_floor=0.0)
+    f, _ = ref.tmv_hlp(views, [t, extra_protos, t @ t.T], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
+                       propagations=20)  # the config's default
     np.testing.assert_array_equal(eight.predictions, f.argmax(1))
+    assert eight.metrics["propagations"] == 20
     assert eight.metrics["views"] == ["embedding", "extra", "text"] and eight.metrics["hyperedge_pairs"] == 6
     one = _run(x, t, extra, extra_protos, 1)
     np.testing.assert_array_equal(one.predictions, eight.predictions)
@@ -82,8 +84,12 @@ def test_scores_equal_the_restatement_and_fusion_without_hyperedges_is_plain_pro
     s = cw / np.sqrt(d[:, None] * d[None, :])
     y = np.zeros((N + C, C))
     y[N:] = 2 * np.eye(C) - 1
-    plain = 0.65 * np.linalg.solve(np.eye(N + C) - 0.35 * s, y)[:N]
-    np.testing.assert_allclose(np.asarray(f0)[:N], plain, atol=1e-6)
+    step = 0.65 * np.linalg.inv(np.eye(N + C) - 0.35 * s)
+    np.testing.assert_allclose(np.asarray(f0)[:N], (step @ y)[:N], atol=1e-6)
+    # P propagations: the official loop F <- (1 - alpha)(I - alpha S)^-1 F, last iterate kept
+    _, f3, _ = hypergraph.tmv_hlp(shards, [jnp.asarray(protos[0]), None], mask, mesh, tol=1e-9, block=32,
+                                  hyper_share=0.0, propagations=3, **kw)
+    np.testing.assert_allclose(np.asarray(f3)[:N], (step @ step @ step @ y)[:N], atol=1e-6)
 
 
 def test_zscore_topk_hypergraph_operator_and_cca_residual():
