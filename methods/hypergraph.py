@@ -1,7 +1,8 @@
 """Transductive multi-view hypergraph label propagation, TMV-HLP style (spec label_propagation.md B).
 
 Views of the pool, from what the model offers: the (centred) image embedding with the class text
-embeddings as prototypes; every extra image view of the model (the offline default's
+embeddings as prototypes (or, `prototypes="rectified"`, their soft pool means,
+`graph_outputs.rectified_prototypes`); every extra image view of the model (the offline default's
 "imagenet_probs", with its class map as prototypes when the model has one, else the average of the
 other views' projected prototypes); and, on request or when the model has no extra view, a
 semantic "text" view (each image's cosines to the class embeddings; prototype: the class
@@ -160,7 +161,7 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
     return z_pool, f, info
 
 
-def _views(inputs, x, selected):
+def _views(inputs, x, selected, prototypes="text"):
     """The named views and their prototypes (see the module docstring). "auto": the embedding and
     every extra image view of the model (the published two-view setting on the offline default),
     plus the text view when that leaves fewer than two; "all": those and the text view."""
@@ -175,7 +176,9 @@ def _views(inputs, x, selected):
     views, protos = [], []
     for name in wanted:
         if name == "embedding":
-            views.append(x), protos.append(t)
+            own = t if prototypes == "text" else graph_outputs.rectified_prototypes(
+                x, inputs.mask, t, inputs.logit_scale)
+            views.append(x), protos.append(own)
         elif name == "text":
             views.append(x @ t.T), protos.append(t @ t.T)
         elif name in inputs.views:
@@ -191,13 +194,15 @@ def _views(inputs, x, selected):
 
 def make(config) -> Method:
     args = config.method_args
+    if args.prototypes not in ("text", "rectified"):
+        raise ValueError(f"method_args.prototypes must be text or rectified, not {args.prototypes!r}")
     if int(args.propagations) < 1:
         raise ValueError(f"method_args.propagations must be >= 1, got {args.propagations}")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
-        names, views, protos = _views(inputs, x, list(args.views))
+        names, views, protos = _views(inputs, x, list(args.views), args.prototypes)
         priors = list(args.view_priors) or None
         if priors is not None and len(priors) != len(views):
             raise ValueError(f"method_args.view_priors has {len(priors)} entries for views {names}")
@@ -211,7 +216,7 @@ def make(config) -> Method:
         probs = graph_outputs.host_rows(probs_dev, n)
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
         pred = graph_outputs.host_rows(f, n).argmax(1)
-        metrics = {"views": names, "k": int(args.k), "alpha": float(args.alpha), "iterations": 1,
+        metrics = {"views": names, "prototypes": args.prototypes, "k": int(args.k), "alpha": float(args.alpha), "iterations": 1,
                    "propagations": int(args.propagations), "centered": bool(args.center), **info,
                    "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)"}
         return MethodOutputs(probs, pred, head, TRANSDUCTIVE, metrics)

@@ -3,6 +3,7 @@ against the dense NumPy restatement of the spec, plus the spec's property checks
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.stats
 
 from adapt import graph_cca, graph_hyper
@@ -39,14 +40,24 @@ def _run(x, t, extra, extra_protos, n_devices=8, **overrides):
     return hypergraph.make(config).run(inputs)
 
 
+def _centred_rectified(x, t, scale=10.0):
+    """CL2N pool and m_c = normalize(sum_i softmax_c(s x_i . t_c) x_i), in float64."""
+    xc = x.astype(np.float64) - x.mean(0)
+    xc /= np.linalg.norm(xc, axis=1, keepdims=True)
+    s = scale * xc @ t.T
+    p = np.exp(s - s.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    m = p.T @ xc
+    return xc, m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
 def test_method_matches_the_dense_restatement_on_1_and_8_devices_and_under_permutation():
     x, t, extra, extra_protos, _ = _data()
     eight = _run(x, t, extra, extra_protos, 8)
-    xc = x - x.mean(0)
-    xc /= np.linalg.norm(xc, axis=1, keepdims=True)
+    xc, m = _centred_rectified(x, t)
     views = [xc, extra, xc @ t.T]
-    f, _ = ref.tmv_hlp(views, [t, extra_protos, t @ t.T], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
-                       propagations=20)  # the config's default
+    f, _ = ref.tmv_hlp(views, [m, extra_protos, t @ t.T], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
+                       propagations=20)  # the config's defaults: rectified prototypes, 20 propagations
     np.testing.assert_array_equal(eight.predictions, f.argmax(1))
     assert eight.metrics["propagations"] == 20
     assert eight.metrics["views"] == ["embedding", "extra", "text"] and eight.metrics["hyperedge_pairs"] == 6
@@ -129,3 +140,21 @@ def test_zscore_topk_hypergraph_operator_and_cca_residual():
     np.testing.assert_allclose(s_hyp, want, atol=1e-4)
     np.testing.assert_allclose(s_hyp, s_hyp.T, atol=1e-5)
     np.testing.assert_allclose(np.diag(s_hyp)[dv > 0], 1.0, atol=1e-5)
+
+
+def test_rectified_prototypes_replace_the_embedding_view_prototypes():
+    """prototypes=rectified: the embedding view's prototypes are m_c = normalize(sum_i
+    softmax_c(s x_i . t_c) x_i) (s the model's logit scale, 10 here); the rest is unchanged."""
+    x, t, extra, extra_protos, _ = _data()
+    out = _run(x, t, extra, extra_protos, 8, prototypes="rectified", views=["embedding", "extra"])
+    xc, m = _centred_rectified(x, t)
+    f, _ = ref.tmv_hlp([xc, extra], [m, extra_protos], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
+                       propagations=20)
+    np.testing.assert_array_equal(out.predictions, f.argmax(1))
+    assert out.metrics["prototypes"] == "rectified"
+    text = _run(x, t, extra, extra_protos, 8, prototypes="text", views=["embedding", "extra"])
+    f, _ = ref.tmv_hlp([xc, extra], [t, extra_protos], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
+                       propagations=20)
+    np.testing.assert_array_equal(text.predictions, f.argmax(1))
+    with pytest.raises(ValueError, match="prototypes"):
+        _run(x, t, extra, extra_protos, 1, prototypes="means")
