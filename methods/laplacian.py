@@ -117,25 +117,21 @@ def make(config) -> Method:
         scale = float(args.scale) or float(inputs.logit_scale)
         nb = knn_graph(x, inputs.mask, int(args.knn), inputs.mesh, int(args.block))
         lam = float(args.lam)
+        if args.prototypes == "text":
+            protos = inputs.class_weights
+        elif args.prototypes == "rectified":
+            protos = graph_outputs.rectified_prototypes(x, inputs.mask, inputs.class_weights,
+                                                        inputs.logit_scale)
+        else:
+            protos = pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale)
         if args.variant == "lshot":
-            if args.prototypes == "text":
-                unary = text_unary(x, inputs.class_weights, scale)
-            elif args.prototypes == "rectified":
-                protos = graph_outputs.rectified_prototypes(x, inputs.mask, inputs.class_weights,
-                                                            inputs.logit_scale)
-                unary = text_unary(x, protos, scale)
-            else:
-                protos = pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale)
-                unary = graph_bound.squared_distances(x, protos)
+            unary = (graph_bound.squared_distances(x, protos) if args.prototypes == "pseudo"
+                     else text_unary(x, protos, scale))
             res = graph_bound.bound_update(unary, nb, lam, inputs.mask, max_iters=int(args.max_iters),
                                            tol=float(args.tol))
             y, extra = res.y, {}
             metrics = _metrics(args, res.iterations, res.energies, extra)
         else:
-            protos = {"text": lambda: inputs.class_weights,
-                      "pseudo": lambda: pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale),
-                      "rectified": lambda: graph_outputs.rectified_prototypes(
-                          x, inputs.mask, inputs.class_weights, inputs.logit_scale)}[args.prototypes]()
             no_support = jnp.zeros_like(inputs.mask)
             edges = float(to_host(nb.w.sum())) if args.bandwidth == "edges" else 5.0 * n
             sigma2 = graph_bound.slk_bandwidth(x, nb, inputs.mask, edges)
