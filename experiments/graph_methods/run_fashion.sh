@@ -13,5 +13,8 @@ for preset in fashion_mnist fashion_mnist_inverted; do
   adapt run configs/laplacian.py:$preset --workdir "$RUNS/slk/$preset" --set method_args.variant=slk "$@"
   adapt run configs/hypergraph.py:$preset --workdir "$RUNS/hypergraph_all_views/$preset" \
     --set method_args.views=all "$@"
+  adapt run configs/hypergraph.py:$preset --workdir "$RUNS/hypergraph_text/$preset" \
+    --set method_args.prototypes=text "$@"
+  adapt run configs/laplacian.py:$preset --workdir "$RUNS/rectified_nearest/$preset" --set method_args.lam=0.0 "$@"
 done
 python experiments/graph_methods/collect.py "$RUNS"
