@@ -134,8 +134,8 @@ def run_anomaly_job(config, workdir, progress: bool = True) -> dict:
     metrics = dict(method=config.method, setting="transductive", model=model.model_id,
                    n_images=len(pool) + len(getattr(pool, "prescan_skipped", [])), n_scored=n,
                    n_skipped=len(skipped), image_size=size,
-                   selection_rule="none: fixed hyperparameters (spec defaults / issue calibration), "
-                                  "one run, no labels used", **out.info)
+                   selection_rule="none: the config's fixed hyperparameters (its docstring says where "
+                                  "each comes from), one run, no labels of this pool used", **out.info)
     metrics.update(evaluate(y, out, baseline, pool, feats.kept, size, normal_name))
     with timer.stage("write"):
         ids = [pool.item_id(int(i)) for i in feats.kept]

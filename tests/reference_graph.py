@@ -226,3 +226,14 @@ def slk(x, kernel, protos, support_labels, lam, method="kmeans", lap=True, sigma
             break
         old_e = e
     return labels, protos, energies
+
+
+def centred_rectified(x, t, scale):
+    """CL2N pool and the rectified prototypes m_c = normalize(sum_i softmax_c(s x_i . t_c) x_i), float64."""
+    xc = np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(0)
+    xc /= np.linalg.norm(xc, axis=1, keepdims=True)
+    s = scale * xc @ np.asarray(t, np.float64).T
+    p = np.exp(s - s.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    m = p.T @ xc
+    return xc, m / np.linalg.norm(m, axis=1, keepdims=True)

@@ -12,6 +12,7 @@ from adapt.config import load_config
 from adapt.method import MethodInputs
 from adapt.text import ClassTexts
 from methods import hypergraph
+from tests import reference_graph as graph_ref
 from tests import reference_hypergraph as ref
 
 N, C, K = 120, 4, 4
@@ -40,21 +41,10 @@ def _run(x, t, extra, extra_protos, n_devices=8, **overrides):
     return hypergraph.make(config).run(inputs)
 
 
-def _centred_rectified(x, t, scale=10.0):
-    """CL2N pool and m_c = normalize(sum_i softmax_c(s x_i . t_c) x_i), in float64."""
-    xc = x.astype(np.float64) - x.mean(0)
-    xc /= np.linalg.norm(xc, axis=1, keepdims=True)
-    s = scale * xc @ t.T
-    p = np.exp(s - s.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    m = p.T @ xc
-    return xc, m / np.linalg.norm(m, axis=1, keepdims=True)
-
-
 def test_method_matches_the_dense_restatement_on_1_and_8_devices_and_under_permutation():
     x, t, extra, extra_protos, _ = _data()
     eight = _run(x, t, extra, extra_protos, 8)
-    xc, m = _centred_rectified(x, t)
+    xc, m = graph_ref.centred_rectified(x, t, 10.0)
     views = [xc, extra, xc @ t.T]
     f, _ = ref.tmv_hlp(views, [m, extra_protos, t @ t.T], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
                        propagations=20)  # the config's defaults: rectified prototypes, 20 propagations
@@ -147,7 +137,7 @@ def test_rectified_prototypes_replace_the_embedding_view_prototypes():
     softmax_c(s x_i . t_c) x_i) (s the model's logit scale, 10 here); the rest is unchanged."""
     x, t, extra, extra_protos, _ = _data()
     out = _run(x, t, extra, extra_protos, 8, prototypes="rectified", views=["embedding", "extra"])
-    xc, m = _centred_rectified(x, t)
+    xc, m = graph_ref.centred_rectified(x, t, 10.0)
     f, _ = ref.tmv_hlp([xc, extra], [m, extra_protos], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
                        propagations=20)
     np.testing.assert_array_equal(out.predictions, f.argmax(1))

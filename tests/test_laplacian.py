@@ -206,13 +206,7 @@ def test_rectified_prototypes_enter_the_text_mode_unary():
     """prototypes=rectified is text mode on m_c = normalize(sum_i softmax_c(s0 x_i.t_c) x_i)
     (s0 the model's logit scale, x the centred pool): lambda = 0 gives the nearest prototype."""
     x, t, _ = _data()
-    xc = x.astype(np.float64) - x.mean(0)
-    xc /= np.linalg.norm(xc, axis=1, keepdims=True)
-    s = 10.0 * xc @ t.T
-    p = np.exp(s - s.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    m = p.T @ xc
-    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    xc, m = ref.centred_rectified(x, t, 10.0)
     out = _run(x, t, 8, prototypes="rectified", lam=0.0, scale=30.0)
     want = np.exp(30.0 * xc @ m.T - (30.0 * xc @ m.T).max(1, keepdims=True))
     np.testing.assert_allclose(out.probs, want / want.sum(1, keepdims=True), rtol=1e-4, atol=1e-5)

@@ -148,24 +148,13 @@ def test_a_class_no_image_selects_is_isolated_never_predicted_and_listed():
     assert not (out.predictions == C).any()
 
 
-def _centred_rectified(x, t, scale):
-    """NumPy restatement: centre the pool (CL2N), then m_c = normalize(sum_i softmax_c(s x_i.t_c) x_i)."""
-    xc = x - x.mean(0)
-    xc /= np.linalg.norm(xc, axis=1, keepdims=True)
-    s = scale * xc @ t.T
-    p = np.exp(s - s.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    m = p.T @ xc
-    return xc, m / np.linalg.norm(m, axis=1, keepdims=True)
-
-
 def test_rectified_classifier_is_zlap_on_the_soft_pool_means_and_device_invariant():
     x, t = _data()
     kw = dict(classifier="rectified", k=10, gamma=3.0, scale_sim=True)
     one, eight = _run(x, t, 1, **kw), _run(x, t, 8, **kw)
     np.testing.assert_array_equal(one.predictions, eight.predictions)
     np.testing.assert_allclose(one.probs, eight.probs, rtol=1e-5, atol=1e-6)
-    xc, protos = _centred_rectified(x.astype(np.float64), t.astype(np.float64), 10.0)
+    xc, protos = ref.centred_rectified(x, t, 10.0)
     (state, _, _), _ = _state(xc.astype(np.float32), protos.astype(np.float32), k=10, gamma=3.0,
                               scale_sim=True)
     np.testing.assert_allclose(np.asarray(state.classifier), protos, atol=1e-5)
