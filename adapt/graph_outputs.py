@@ -8,6 +8,7 @@
   assignment step, m_c = normalize(sum_i softmax_c(s x_i . t_c) x_i) (BD-CSPN's rectification
   without supports; InMaP-style image proxies without the gradient steps). Image-image cosines do
   not suffer the modality gap that image-text cosines do.
+  `class_prototypes` picks between them and the class embeddings by name.
 - `row_normalize` / `host_rows`: scores -> probabilities on the simplex, real rows on the host.
 """
 from __future__ import annotations
@@ -40,6 +41,20 @@ def rectified_prototypes(x: jax.Array, mask: jax.Array, class_weights: jax.Array
                          scale: float) -> jax.Array:
     """x (Np, D) pool features, class_weights (C, D) unit rows -> (C, D) unit image prototypes."""
     return _soft_means(x, jax.nn.softmax(scale * x @ class_weights.T, axis=1), mask)
+
+
+PROTOTYPE_SOURCES = ("text", "rectified")
+
+
+def class_prototypes(source: str, x: jax.Array, mask: jax.Array, class_weights: jax.Array,
+                     scale: float) -> jax.Array:
+    """(C, D) class prototypes of a graph method: the class embeddings ("text") or their
+    `rectified_prototypes` on the pool x (Np, D) at the model's logit scale ("rectified")."""
+    if source == "text":
+        return class_weights
+    if source == "rectified":
+        return rectified_prototypes(x, mask, class_weights, scale)
+    raise ValueError(f"prototype source must be one of {PROTOTYPE_SOURCES}, not {source!r}")
 
 
 def soft_mean_head(x: jax.Array, y: jax.Array, mask: jax.Array, mean: jax.Array | None,

@@ -116,8 +116,11 @@ def spectral_radius(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, 
 def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top=500,
             cca_floor=1e-4, priors=None, hyper_share=HYPER_SHARE, official_delta=False, block=1024,
             median_exact_limit=2000, median_samples=200_000, seed=0, propagations=1):
-    """Scores of the pool rows. Returns (Z (Np, C) >= 0 from one-hot prototype sources,
-    F (Np, C) = the official (1 - alpha)(I - alpha S)^-1 [0; 2I - 1] rows, info)."""
+    """Scores of the pool rows after `propagations` = P steps of (1 - alpha)(I - alpha S)^-1.
+    Returns (Z (Np, C) >= 0 from one-hot prototype sources, F (Np, C) = the official rows of
+    ((1 - alpha)(I - alpha S)^-1)^P [0; 2I - 1], info with the last step's residual)."""
+    if int(propagations) < 1:
+        raise ValueError(f"propagations must be >= 1, got {propagations}")
     nodes, node_mask, start, info = embed_nodes(views, protos, mask, mesh, refine_top=refine_top,
                                                 cca_floor=cca_floor)
     n_views, c = nodes.shape[0], next(p for p in protos if p is not None).shape[0]
@@ -176,9 +179,8 @@ def _views(inputs, x, selected, prototypes="text"):
     views, protos = [], []
     for name in wanted:
         if name == "embedding":
-            own = t if prototypes == "text" else graph_outputs.rectified_prototypes(
-                x, inputs.mask, t, inputs.logit_scale)
-            views.append(x), protos.append(own)
+            views.append(x)
+            protos.append(graph_outputs.class_prototypes(prototypes, x, inputs.mask, t, inputs.logit_scale))
         elif name == "text":
             views.append(x @ t.T), protos.append(t @ t.T)
         elif name in inputs.views:
@@ -194,8 +196,9 @@ def _views(inputs, x, selected, prototypes="text"):
 
 def make(config) -> Method:
     args = config.method_args
-    if args.prototypes not in ("text", "rectified"):
-        raise ValueError(f"method_args.prototypes must be text or rectified, not {args.prototypes!r}")
+    if args.prototypes not in graph_outputs.PROTOTYPE_SOURCES:
+        raise ValueError(f"method_args.prototypes must be one of {graph_outputs.PROTOTYPE_SOURCES}, "
+                         f"not {args.prototypes!r}")
     if int(args.propagations) < 1:
         raise ValueError(f"method_args.propagations must be >= 1, got {args.propagations}")
 
@@ -216,7 +219,8 @@ def make(config) -> Method:
         probs = graph_outputs.host_rows(probs_dev, n)
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
         pred = graph_outputs.host_rows(f, n).argmax(1)
-        metrics = {"views": names, "prototypes": args.prototypes, "k": int(args.k), "alpha": float(args.alpha), "iterations": 1,
+        metrics = {"views": names, "prototypes": args.prototypes, "k": int(args.k),
+                   "alpha": float(args.alpha), "iterations": 1,
                    "propagations": int(args.propagations), "centered": bool(args.center), **info,
                    "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)"}
         return MethodOutputs(probs, pred, head, TRANSDUCTIVE, metrics)

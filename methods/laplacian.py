@@ -117,13 +117,11 @@ def make(config) -> Method:
         scale = float(args.scale) or float(inputs.logit_scale)
         nb = knn_graph(x, inputs.mask, int(args.knn), inputs.mesh, int(args.block))
         lam = float(args.lam)
-        if args.prototypes == "text":
-            protos = inputs.class_weights
-        elif args.prototypes == "rectified":
-            protos = graph_outputs.rectified_prototypes(x, inputs.mask, inputs.class_weights,
-                                                        inputs.logit_scale)
-        else:
+        if args.prototypes == "pseudo":
             protos = pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale)
+        else:
+            protos = graph_outputs.class_prototypes(args.prototypes, x, inputs.mask,
+                                                    inputs.class_weights, inputs.logit_scale)
         if args.variant == "lshot":
             unary = (graph_bound.squared_distances(x, protos) if args.prototypes == "pseudo"
                      else text_unary(x, protos, scale))

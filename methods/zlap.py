@@ -160,15 +160,15 @@ def make(config) -> Method:
         raise ValueError("method_args.k must be >= 2 (the node itself counts as one neighbour)")
     if args.solver not in ("series", "cg"):
         raise ValueError(f"method_args.solver must be series or cg, not {args.solver!r}")
-    if args.classifier not in ("text", "rectified"):
-        raise ValueError(f"method_args.classifier must be text or rectified, not {args.classifier!r}")
+    if args.classifier not in graph_outputs.PROTOTYPE_SOURCES:
+        raise ValueError(f"method_args.classifier must be one of {graph_outputs.PROTOTYPE_SOURCES}, "
+                         f"not {args.classifier!r}")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
-        classifier = inputs.class_weights
-        if args.classifier == "rectified":
-            classifier = graph_outputs.rectified_prototypes(x, inputs.mask, classifier, inputs.logit_scale)
+        classifier = graph_outputs.class_prototypes(args.classifier, x, inputs.mask,
+                                                    inputs.class_weights, inputs.logit_scale)
         state, g, info = transductive(x, inputs.mask, classifier, k=k, gamma=gamma,
                                       alpha=alpha, tol=float(args.tol), solver=args.solver,
                                       scale_sim=bool(args.scale_sim), mesh=inputs.mesh,
