@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import sys
+import warnings
 
 
 def _cmd_run(args) -> int:
@@ -50,9 +51,18 @@ def _cmd_predict(args) -> int:
 
 def _cmd_methods(args) -> int:
     import methods
+    from adapt.config import config_names
+    from configs.common import PRESETS
 
+    configs = set(config_names())
+    print(f"{'method':<13} {'config':<13} what it does")
     for name in methods.names():
-        print(f"{name:<14} {methods.load(name).DESCRIPTION}")
+        config = name if name in configs else "-"
+        print(f"{name:<13} {config:<13} {methods.load(name).DESCRIPTION}")
+    presets = ", ".join(p for p in PRESETS if p and p != "folder")
+    print(f"\nadapt run CONFIG[:PRESET] --workdir DIR: CONFIG is a shipped config name above or a config "
+          f"file;\nPRESET one of {presets} (musc also defects,CLASS); none = a folder: "
+          "--set pool.path=DIR")
     return 0
 
 
@@ -61,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "a domain from an unlabeled image pool.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run an adaptation job from a config file")
-    r.add_argument("config", help="config file, optionally with an argument: configs/zero_shot.py:fashion_mnist")
+    r.add_argument("config", help="a shipped config's name or a config file, optionally with an argument: "
+                   "zero_shot:fashion_mnist, configs/zlap.py:digits (adapt methods lists them)")
     r.add_argument("--workdir", required=True, help="where the artifact, metrics and report go")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     r.add_argument("--distributed", action="store_true",
@@ -82,8 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as `adapt: warning: ...` lines, without the source line (ADAPT_DEBUG=1: Python's form)."""
+    return f"adapt: warning: {message}\n"
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not os.environ.get("ADAPT_DEBUG"):
+        warnings.formatwarning = _one_line_warning
     try:
         return args.fn(args)
     except (ValueError, FileNotFoundError) as e:  # bad input: one clear line (ADAPT_DEBUG=1: traceback)

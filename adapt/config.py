@@ -1,7 +1,9 @@
 """Config files (`ml_collections`) and command-line overrides.
 
 A config is a Python file with `get_config(arg)`. `CONFIG` on the command line is `path.py` or
-`path.py:arg` (big_vision style). Overrides `key.sub=value` must name existing keys: a misspelled key
+`path.py:arg` (big_vision style), or the name of a config the package ships (`zero_shot`,
+`zlap:fashion_mnist`: the file `configs/<name>.py` of the installed `configs` package), so an installed
+engine needs no source tree. Overrides `key.sub=value` must name existing keys: a misspelled key
 is an error that names the nearest valid key.
 """
 from __future__ import annotations
@@ -18,12 +20,38 @@ class ConfigError(ValueError):
     pass
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """Loads `path.py[:arg]` and calls its `get_config(arg)`."""
-    path, _, arg = spec.partition(":")
+def _shipped_configs() -> Path:
+    import configs  # the config package installed beside adapt/ (imports adapt itself)
+
+    return Path(configs.__file__).parent
+
+
+def config_names() -> list[str]:
+    """The configs the package ships: one per method, named as the method."""
+    return sorted(p.stem for p in _shipped_configs().glob("*.py")
+                  if not p.stem.startswith("_") and p.stem != "common")
+
+
+def config_file(path: str) -> Path:
+    """A config file path, or a shipped config's name -> its file; ConfigError when neither."""
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    if file.is_file():
+        return file
+    if file.suffix != ".py" and len(file.parts) == 1:
+        names = config_names()
+        if path in names:
+            return _shipped_configs() / f"{path}.py"
+        near = difflib.get_close_matches(path, names, n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        raise ConfigError(f"no config file {path!r} and no shipped config of that name; {hint}"
+                          f"shipped: {', '.join(names)} (adapt methods)")
+    raise ConfigError(f"config file not found: {path}")
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Loads `path.py[:arg]` or `name[:arg]` and calls its `get_config(arg)`."""
+    path, _, arg = spec.partition(":")
+    file = config_file(path)
     module_spec = importlib.util.spec_from_file_location(f"_adapt_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

@@ -1,5 +1,8 @@
 """Transductive multi-view hypergraph label propagation, TMV-HLP style (spec label_propagation.md B).
 
+Paper: Fu, Hospedales, Xiang, Gong, "Transductive Multi-view Zero-Shot Learning", TPAMI 2015
+(official Matlab code: yanweifu/embedding_zero-shot-learning on GitHub).
+
 Views of the pool, from what the model offers: the (centred) image embedding with the class text
 embeddings as prototypes (or, `prototypes="rectified"`, their soft pool means,
 `graph_outputs.rectified_prototypes`); every extra image view of the model (the offline default's

@@ -1,5 +1,9 @@
 """LaplacianShot and SLK on the pool: Laplacian-regularised assignment (spec laplacian.md).
 
+Papers: Ziko et al., "Laplacian Regularized Few-Shot Learning", ICML 2020 (official code:
+imtiazziko/LaplacianShot on GitHub); SLK: Ziko et al., "Transductive Few-Shot Learning: Clustering is
+All You Need?" (official code: imtiazziko/SLK-few-shot).
+
 A unary term a_ik (fit of image i to class prototype k) plus a Laplacian term over the binary,
 directed kNN graph of the pool (`knn` counts the node itself, so each node has knn - 1 out-edges),
 solved by the parallel bound updates Y <- softmax(-A + lam W Y) (adapt/graph_bound.py).

@@ -1,5 +1,8 @@
 """MuSc: zero-shot anomaly scoring of an unlabeled pool by mutual scoring (spec musc.md).
 
+Paper: Li, Huang, Xue, Zhou, "MuSc: Zero-Shot Industrial Anomaly Classification and Segmentation
+with Mutual Scoring of the Unlabeled Images", ICLR 2024 (official code: xrli-U/MuSc on GitHub).
+
 Pipeline on cached patch maps t^l (N, h_l, w_l, C_l) of L layers and image embeddings F (N, D):
   LNAMD  z^{l,r} = normalize(box_r(t^l - mean(t^l)))        per image, zero-padded r x r window
   MSM    a^{l,r}_i(p) = interval mean over j != i of min_q |z_ip - z_jq|   (adapt.msm, blocked)

@@ -1,7 +1,8 @@
 """NoLA (Imam et al., "CLIP meets DINO for Tuning Zero-Shot Classifier using Unlabeled Image
 Collections"): class-description classifier, a labeller on a second tower, tuning of the image tower.
 
-Spec: ../shared/specs/nola.md (stage 3 recipe shared with lafter.md). Three stages, reported as
+Paper: Imam et al., arXiv 2411.19346 (official code: fazliimam/NoLA on GitHub, a fork of LaFTer).
+Three stages (our spec: nola.md; stage 3 recipe shared with lafter.md), reported as
 the engine's `rounds` 1-3 (it scores them when labels exist; the method never sees labels):
 1. cde: class weights W_cde (C, D) = uniform pooling of templates and descriptions (a description
    file, else WordNet sentences, `adapt.wordnet_descriptions`); P = softmax(s X W_cde^T), with X

@@ -1,6 +1,8 @@
 """Pseudolabel prompt tuning (Menghini et al., "Enhancing CLIP with CLIP"): FPL, IFPL, GRIP.
 
-Spec: ../shared/specs/pseudolabel_prompt_tuning.md. Rounds alternate labelling and training:
+Paper: Menghini, Delworth, Bach, NeurIPS 2023 (official code:
+BatsResearch/menghini-enhanceCLIPwithCLIP-code on GitHub).
+Rounds alternate labelling and training:
 round 0 labels with the zero-shot classifier (centred when `center`), each round trains freshly
 initialised prompts (seeded; `warm_start` carries them over) on the clean per-class top-K, then
 relabels the pool with them. Loss: plain CE on logit_scale * cos; SSL adds the few labelled images

@@ -1,5 +1,8 @@
 """S3A, part 1: CVPR (cluster, vote, prompt, realign) over a broad vocabulary (spec s3a.md).
 
+Paper: Zhang et al., "Towards Realistic Zero-Shot Classification via Self Structural Semantic
+Alignment", AAAI 2024, arXiv 2308.12960 (official code: sheng-eatamath/S3A on GitHub).
+
 The realistic setting: the class names are unknown; there is a vocabulary V (adapt.vocabulary) and
 the pool. On X (Np, D), the normalised image embeddings, and T_V (|V|, D), the vocabulary classifier:
   1. cluster: k-means (adapt.kmeans; K given, or estimated by silhouette search, adapt.cluster_count);

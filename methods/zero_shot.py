@@ -1,5 +1,8 @@
 """Zero-shot baseline: prompt-template ensembles and class descriptions (spec zero_shot.md).
 
+Paper: Radford et al., "Learning Transferable Visual Models From Natural Language Supervision",
+ICML 2021 (official code: openai/CLIP on GitHub); class descriptions as in CuPL (Pratt et al., ICCV 2023).
+
 The classifier is the class text embeddings T (C, D): logits = s * X T^T. Models that carry their
 own class map onto an image view (the offline default maps a text onto ImageNet classes) are scored
 in that view by default (`method_args.head = "auto"`); `head = "cosine"` forces s * X T^T.

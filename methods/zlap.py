@@ -1,5 +1,8 @@
 """ZLaP: label propagation over a kNN graph of pool images and class nodes (spec label_propagation.md A).
 
+Paper: Stojnic, Kalantidis, Tolias, "Label Propagation for Zero-shot Classification with
+Vision-Language Models", CVPR 2024 (official code: vladan-stojnic/ZLaP on GitHub).
+
 Nodes: the C classes and the N pool images. Image i links to its k - 1 nearest images (weight
 max(cos, 0), self excluded) and to its min(k, C) nearest classes (weight max(cos, 0)^gamma); class
 nodes have no out-edges. W = A + A^T, S = D^-1/2 W D^-1/2, and the scores are Z = (I - alpha S)^-1 E_C

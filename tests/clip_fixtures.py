@@ -4,7 +4,7 @@
     path = write_tiny_clip(tmp_path / "clip", hidden_act="gelu", projection_dim=24)
 
 Each folder holds what `transformers.CLIPModel.save_pretrained` writes (config.json, model.safetensors)
-plus the shared CLIP tokenizer files (vocab.json, merges.txt). All weights, LayerNorms and biases
+plus the shipped CLIP tokenizer files (vocab.json, merges.txt). All weights, LayerNorms and biases
 included, are random (seeded) so parity tests do not pass by identity LayerNorms or zero biases.
 """
 from __future__ import annotations
@@ -57,10 +57,10 @@ def hf_clip(vision: dict, text: dict, projection_dim: int = 512, seed: int = 0, 
 
 
 def copy_tokenizer(path: str | Path) -> None:
-    from adapt.models.tokenizer import shared_tokenizer_dir
+    from adapt.models.tokenizer import shipped_tokenizer_dir
 
     for name in ("vocab.json", "merges.txt"):
-        shutil.copy(shared_tokenizer_dir() / name, Path(path) / name)
+        shutil.copy(shipped_tokenizer_dir() / name, Path(path) / name)
 
 
 def write_clip(path: str | Path, vision: dict, text: dict, projection_dim: int = 512, seed: int = 0,

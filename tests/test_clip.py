@@ -11,6 +11,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from safetensors.numpy import load_file, save_file
 
+from adapt import assets
 from adapt.models.clip import CLIPModel, jit_call, load_clip, trainable_filter
 from adapt.models.clip_vision import Prompt
 from adapt.models.tokenizer import CHECK_IDS, load_tokenizer
@@ -61,8 +62,8 @@ def test_tokenizer_ids():
 
 
 def test_tokenizer_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAPT_SHARED_DIR", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    monkeypatch.setattr(assets, "FOLDER", tmp_path / "nowhere")  # an install without its package data
+    with pytest.raises(FileNotFoundError, match="nowhere.*reinstall"):
         load_tokenizer()
     (tmp_path / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1}))
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
@@ -226,11 +227,11 @@ def test_bad_checkpoints(tmp_path, tiny, monkeypatch):
     (bad / "vocab.json").unlink()
     with pytest.raises(FileNotFoundError, match="notok"):
         load_tokenizer(bad)
-    shared = load_clip(bad, allow_shared_tokenizer=True)  # explicit opt-in
-    assert shared.tokenize(["a cat"])[0, :4].tolist() == [49406, 320, 2368, 49407]
-    monkeypatch.setenv("ADAPT_SHARED_DIR", str(tmp_path / "empty"))
+    shipped = load_clip(bad, allow_shipped_tokenizer=True)  # explicit opt-in
+    assert shipped.tokenize(["a cat"])[0, :4].tolist() == [49406, 320, 2368, 49407]
+    monkeypatch.setattr(assets, "FOLDER", tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="tokenizer"):
-        load_clip(bad, allow_shared_tokenizer=True)
+        load_clip(bad, allow_shipped_tokenizer=True)
     (bad / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_clip(bad)

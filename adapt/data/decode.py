@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -30,6 +31,10 @@ IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# PIL warns on images above MAX_IMAGE_PIXELS before we see them; decode_image checks the same limit
+# itself and skips (and reports) such a file, so the warning is only noise. A process-wide filter,
+# because warnings.catch_warnings is not thread-safe and decoding runs in threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def decode_image(source: str | os.PathLike | bytes, invert: bool = False) -> Image.Image:

