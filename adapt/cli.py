@@ -104,6 +104,9 @@ def main(argv=None) -> int:
         warnings.formatwarning = _one_line_warning
     try:
         return args.fn(args)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, FileNotFoundError) as e:  # bad input: one clear line (ADAPT_DEBUG=1: traceback)
         if os.environ.get("ADAPT_DEBUG"):
             raise

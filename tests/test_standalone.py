@@ -124,3 +124,10 @@ def test_no_decompression_bomb_warning_for_a_skipped_file(tmp_path):
     noisy = _stderr_of("from PIL import Image; Image.MAX_IMAGE_PIXELS = 100; "
                        f"Image.open({str(tmp_path / 'mid.png')!r})", tmp_path)
     assert "DecompressionBombWarning" in noisy  # PIL alone warns: the check can fail
+
+
+def test_output_piped_into_head_stops_quietly(tmp_path):
+    run = subprocess.run(f"{sys.executable} -m adapt.cli methods | head -1", shell=True, cwd=ROOT,
+                         capture_output=True, text=True, env=_clean_env(tmp_path), timeout=300)
+    assert run.stdout.startswith("method") and len(run.stdout.splitlines()) == 1
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr
