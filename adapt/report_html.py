@@ -17,7 +17,7 @@ from adapt.method import TRANSDUCTIVE
 from adapt.thumbnails import Thumbnails
 
 PER_CLASS = 12  # most and least confident images per class (fewer with many classes, see budget)
-THUMB_BUDGET = 1200  # at most this many gallery images over all classes
+THUMB_BUDGET = 1200  # gallery images over all classes: at most max(budget, 4 C) (2 + 2 per class)
 MOVED_PAIRS = 12  # class pairs shown in "what moved", most frequent first
 PER_PAIR = 8
 
