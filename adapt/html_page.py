@@ -72,8 +72,9 @@ def tile(thumbs, row: int, caption: str, item_id: str, wrong: bool = False, src:
         px = " class=px" if thumbs.is_small(row) else ""
         img = f'<img src="{esc(src)}" alt="{esc(item_id)}"{px}>'
     cls = "tile wrong" if wrong else "tile"
+    short = item_id if len(item_id) <= 13 else "\u2026" + item_id[-12:]  # the end tells items apart
     return (f'<figure class="{cls}" title="{esc(item_id)}">{img}<figcaption>{caption}</figcaption>'
-            f"<figcaption class=label>{esc(item_id)}</figcaption></figure>")
+            f"<figcaption class=label>{esc(short)}</figcaption></figure>")
 
 
 def gallery(tiles: list[str]) -> str:
