@@ -91,7 +91,7 @@ def run_anomaly_job(config, workdir, progress: bool = True) -> dict:
     from adapt import anomaly_metrics as am
     from adapt import anomaly_report as rep
     from adapt import mesh as mesh_lib
-    from adapt import patches
+    from adapt import patches, report_html_jobs
     from adapt.data import open_pool
     from adapt.engine import Timer
     from adapt.models import load_model
@@ -151,6 +151,8 @@ def run_anomaly_job(config, workdir, progress: bool = True) -> dict:
     write_json(workdir / "metrics.json", metrics)
     rep.write_report(workdir / "report.md", metrics, dict(model=model.model_id, pool=pool.source,
                                                           normal=normal_name), skipped, plots)
+    report_html_jobs.write_anomaly(workdir, pool=pool, kept=feats.kept, out=out, y=y, metrics=metrics,
+                                   skipped=skipped, plots=plots, config=config)
     return metrics
 
 

@@ -19,6 +19,10 @@ def _cmd_run(args) -> int:
     from adapt.config import apply_overrides, load_config
 
     config = apply_overrides(load_config(args.config), args.set or [])
+    from adapt.html_page import record_command  # report.html shows the command that reproduces the run
+
+    record_command(["run", args.config, "--workdir", args.workdir,
+                    *[a for s in args.set or [] for a in ("--set", s)]])
     if args.distributed:
         from adapt import distributed
 

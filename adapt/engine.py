@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 import methods
-from adapt import artifact, distributed, ops, report, tuning_report
+from adapt import artifact, distributed, ops, report, report_html, tuning_report
 from adapt import mesh as mesh_lib
 from adapt.data import open_pool, resolve_classes
 from adapt.embed import embed_pool
@@ -151,6 +151,10 @@ def run(config, workdir, progress: bool = True) -> dict:
         for name, draw in (out.plots or {}).items():
             draw(workdir / name)
             plots.append(name)
+    with timer.stage("report"):  # report.html: galleries with thumbnails of the shown images only
+        report_html.write(workdir, pool=pool, kept=kept, out=out, baselines=baselines, labels=labels,
+                          class_names=classes.names, metrics=metrics, skipped=skipped, plots=plots,
+                          config=config)
     metrics["seconds"] = timer.seconds
     report.write_json(workdir / "metrics.json", metrics)
     info = dict(model=model.model_id, pool=pool.source, classes=classes.names,

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapt import artifact, distributed, report
+from adapt import artifact, distributed, report, report_html_jobs
 from adapt import mesh as mesh_lib
 from adapt.data import open_pool, resolve_classes
 from adapt.embed import default_cache_root, embed_pool
@@ -198,4 +198,7 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
     report.write_json(workdir / "metrics.json", metrics)
     write_report(workdir / "report.md", metrics, pool.source, skipped, cands, labels, partition,
                  classes.names if classes is not None else None)
+    report_html_jobs.write_realistic(workdir, pool=pool, kept=kept, clusters=cands, partition=partition,
+                                     labels=labels, class_names=classes.names if classes is not None else None,
+                                     metrics=metrics, skipped=skipped, config=config)
     return metrics
