@@ -1,0 +1,100 @@
+"""Issue #17 (fail safe), items 1-6: a leaking API key, odd file names and folder links, stale or
+failed cache entries, interrupted writes. Items 7-12: test_adversarial_more.py.
+
+Each test builds real files (and real servers, real kills) and checks what a user sees.
+"""
+import http.server
+import json
+import os
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adapt import phrases_llm
+
+KEY = "sk-test-0123456789abcdef"
+
+
+# ------------------------------------------------------------------ 1. the API key never leaks
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Replies per `self.server.mode`: 'redirect' (302 to server.location), 'echo_error' (400 with the
+    request headers as body), 'echo_ok' (a chat reply whose content holds the headers)."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.seen.append(dict(self.headers))
+        headers = "".join(f"{k}: {v}\n" for k, v in self.headers.items())
+        mode = self.server.mode
+        if mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", self.server.location)
+            self.end_headers()
+            return
+        if mode == "echo_error":
+            body, code = headers.encode(), 400
+        else:
+            answer = json.dumps({"a": ["round", headers], "b": ["square"]})
+            body, code = json.dumps({"choices": [{"message": {"content": answer}}]}).encode(), 200
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    servers = []
+
+    def start(mode, location=None):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+        srv.mode, srv.location, srv.seen = mode, location, []
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _phrases(tmp_path, base_url, monkeypatch):
+    cands = tmp_path / "candidates.json"
+    cands.write_text(json.dumps({"clusters": [{"candidates": [{"name": "a"}, {"name": "b"}]}]}))
+    monkeypatch.setenv("TEST_KEY", KEY)
+    return phrases_llm.main(["--candidates", str(cands), "--out", str(tmp_path / "p.json"),
+                             "--base-url", base_url + "/v1", "--model", "m", "--api-key-env",
+                             "TEST_KEY", "--repeats", "1", "--timeout", "10"])
+
+
+def test_redirect_to_another_host_does_not_receive_the_key(tmp_path, http_server, monkeypatch, capsys):
+    other, other_url = http_server("echo_ok")
+    first, first_url = http_server("redirect", location=other_url + "/v1/chat/completions")
+    assert _phrases(tmp_path, first_url, monkeypatch) == 2
+    assert len(first.seen) == 1 and first.seen[0]["Authorization"] == f"Bearer {KEY}"
+    assert other.seen == []  # the other host never got a request, let alone the key
+    err = capsys.readouterr().err
+    assert "redirect" in err and KEY not in err and not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["echo_error", "echo_ok"])
+def test_an_endpoint_echoing_headers_never_gets_the_key_printed_or_written(
+        tmp_path, http_server, monkeypatch, capsys, mode):
+    server, url = http_server(mode)
+    code = _phrases(tmp_path, url, monkeypatch)
+    assert server.seen and server.seen[0]["Authorization"] == f"Bearer {KEY}"  # it was sent there
+    captured = capsys.readouterr()
+    assert KEY not in captured.err + captured.out
+    if mode == "echo_error":
+        assert code == 2 and "HTTP 400" in captured.err
+    else:
+        assert code == 0
+        written = (tmp_path / "p.json").read_text()
+        assert KEY not in written and "redacted" in written
