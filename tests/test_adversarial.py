@@ -98,3 +98,47 @@ def test_an_endpoint_echoing_headers_never_gets_the_key_printed_or_written(
         assert code == 0
         written = (tmp_path / "p.json").read_text()
         assert KEY not in written and "redacted" in written
+
+
+# ------------------------------------------------------------------ engine runs on small folder pools
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    from tests.clip_fixtures import write_tiny_clip
+
+    return write_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+def write_pool(root, n_per_class=4, classes=("red", "green"), seed=0):
+    """Class folders of small coloured PNGs (class c: channel c raised)."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            a = rng.integers(0, 60, size=(24, 24, 3), dtype=np.uint8)
+            a[..., c] += 180
+            Image.fromarray(a).save(root / name / f"{i}.png")
+    return root
+
+
+def run_args(tmp_path, model_dir, pool, workdir=None, *extra):
+    return ["run", "configs/zero_shot.py", "--workdir", str(workdir or tmp_path / "run"), "--quiet",
+            "--set", f"pool.path={pool}", "--set", f"model.path={model_dir}",
+            "--set", f"embed.cache_dir={tmp_path / 'cache'}", "--set", "embed.batch_size=4", *extra]
+
+
+def test_a_file_name_that_is_not_utf8_is_written_escaped_not_fatal(tmp_path, tiny_clip):
+    from adapt import cli
+
+    pool = write_pool(tmp_path / "pool")
+    good = (pool / "red" / "0.png").read_bytes()
+    with open(os.path.join(os.fsencode(pool / "red"), b"caf\xe9-\xff.png"), "wb") as f:
+        f.write(good)
+    assert cli.main(run_args(tmp_path, tiny_clip, pool)) == 0
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["n_images"], metrics["n_embedded"]) == (9, 9)
+    rows = (run / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 10 and any("caf\\xe9-\\xff.png" in r for r in rows)
+    assert "9 embedded" in (run / "report.md").read_text(encoding="utf-8")
