@@ -6,6 +6,9 @@ Each test builds real files (and real servers, real kills) and checks what a use
 import http.server
 import json
 import os
+import shutil
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -14,6 +17,7 @@ from PIL import Image
 
 from adapt import phrases_llm
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "sk-test-0123456789abcdef"
 
 
@@ -142,3 +146,55 @@ def test_a_file_name_that_is_not_utf8_is_written_escaped_not_fatal(tmp_path, tin
     rows = (run / "predictions.csv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 10 and any("caf\\xe9-\\xff.png" in r for r in rows)
     assert "9 embedded" in (run / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_link_to_the_pool_inside_the_pool_is_skipped_and_counted(tmp_path, tiny_clip):
+    from adapt import cli
+
+    pool = write_pool(tmp_path / "pool")
+    os.symlink(".", pool / "loop")
+    os.symlink("red", pool / "red_again")
+    assert cli.main(run_args(tmp_path, tiny_clip, pool)) == 0
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["n_classes"], metrics["n_embedded"], metrics["n_skipped"]) == (2, 8, 2)
+    report = (run / "report.md").read_text()
+    assert "`loop/`: link to the pool folder itself" in report and "`red_again/`" in report
+
+
+# ------------------------------------------------------------------ permissions (also as root)
+
+
+def unprivileged(cmd: list[str]) -> list[str]:
+    """`cmd` run without the power to read past file permissions: as root, drop the DAC
+    capabilities (setpriv); as another user, unchanged."""
+    if os.geteuid() != 0:
+        return cmd
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", *cmd]
+
+
+def cli_run(args, **kw) -> subprocess.CompletedProcess:
+    """`python -m adapt.cli ARGS` from the repository root, unprivileged, output captured."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    return subprocess.run(unprivileged([sys.executable, "-m", "adapt.cli", *args]), cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_an_unreadable_subfolder_is_skipped_counted_and_reported(tmp_path, tiny_clip):
+    pool = write_pool(tmp_path / "pool")
+    hidden = pool / "red" / "sub"
+    hidden.mkdir()
+    (pool / "red" / "0.png").rename(hidden / "0.png")
+    hidden.chmod(0)
+    try:
+        done = cli_run(run_args(tmp_path, tiny_clip, pool))
+    finally:
+        hidden.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["n_embedded"], metrics["n_skipped"]) == (7, 1)
+    assert "`red/sub/`: cannot read folder (Permission denied)" in (run / "report.md").read_text()
