@@ -198,3 +198,65 @@ def test_an_unreadable_subfolder_is_skipped_counted_and_reported(tmp_path, tiny_
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["n_embedded"], metrics["n_skipped"]) == (7, 1)
     assert "`red/sub/`: cannot read folder (Permission denied)" in (run / "report.md").read_text()
+
+
+def test_a_failed_read_is_not_cached(tmp_path, tiny_clip):
+    pool = write_pool(tmp_path / "pool")
+    locked = pool / "green" / "2.png"
+    locked.chmod(0)
+    try:
+        first = cli_run(run_args(tmp_path, tiny_clip, pool))
+    finally:
+        locked.chmod(0o644)  # fixed: same size, same mtime
+    assert first.returncode == 0, first.stderr
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "`green/2.png`: cannot read file: Permission denied" in report
+    second = cli_run(run_args(tmp_path, tiny_clip, pool))
+    assert second.returncode == 0, second.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["n_embedded"], metrics["n_skipped"]) == (8, 0)
+
+
+# ------------------------------------------------------------------ the embedding cache
+
+
+def _embed(pool, cache, **kw):
+    from adapt import mesh as mesh_lib
+    from adapt.embed import embed_pool
+    from tests.fake_model import FakeModel
+
+    return embed_pool(FakeModel(), pool, mesh_lib.make_mesh(), cache_root=cache, chunk_size=4,
+                      progress=False, **kw)
+
+
+def test_an_image_replaced_with_size_and_mtime_kept_is_embedded_again(tmp_path):
+    from adapt.data import FolderPool
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "p").mkdir()
+    for i in range(6):  # PPM: the byte size depends on the image size only
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(tmp_path / "p" / f"{i}.ppm")
+    first = _embed(FolderPool(tmp_path / "p"), tmp_path / "cache")
+    target = tmp_path / "p" / "3.ppm"
+    st = target.stat()
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # rsync -t, cp -p
+    assert target.stat().st_size == st.st_size and target.stat().st_mtime_ns == st.st_mtime_ns
+    again = _embed(FolderPool(tmp_path / "p"), tmp_path / "cache")
+    fresh = _embed(FolderPool(tmp_path / "p"), tmp_path / "fresh")
+    np.testing.assert_array_equal(again.embeddings, fresh.embeddings)
+    assert not np.allclose(again.embeddings[3], first.embeddings[3])
+    assert (again.chunks_reused, again.chunks_computed) == (1, 1)  # only the changed chunk
+
+
+def test_a_truncated_cache_chunk_is_recomputed(tmp_path, capsys):
+    from adapt.data.arrays import ArrayPool
+
+    pool = ArrayPool(np.random.default_rng(0).integers(0, 256, (10, 20, 20, 3), np.uint8))
+    first = _embed(pool, tmp_path)
+    chunk = sorted(tmp_path.rglob("chunk_*.npz"))[1]
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    again = _embed(pool, tmp_path)
+    assert (again.chunks_reused, again.chunks_computed) == (2, 1)
+    np.testing.assert_array_equal(again.embeddings, first.embeddings)
+    assert f"cache chunk {chunk} is unreadable" in capsys.readouterr().err

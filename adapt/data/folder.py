@@ -22,8 +22,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from adapt.data.base import Pool, PoolError
-from adapt.data.decode import IMAGE_EXTENSIONS, decode_image
+from adapt.data.base import BadImage, Pool, PoolError
+from adapt.data.decode import IMAGE_EXTENSIONS, content_digest, decode_image, read_file
 
 
 def display_name(folder: str) -> str:
@@ -155,6 +155,18 @@ class FolderPool(Pool):
 
     def load(self, i: int) -> Image.Image:
         return decode_image(self.path(i), invert=self.invert)
+
+    def load_with_digest(self, i: int) -> tuple[Image.Image, str]:
+        data = read_file(self.path(i))
+        digest = content_digest(data)
+        try:
+            return decode_image(data, invert=self.invert), digest
+        except BadImage as e:
+            e.digest = digest
+            raise
+
+    def digest(self, i: int) -> str:
+        return content_digest(read_file(self.path(i)))
 
     def labels(self) -> np.ndarray | None:
         return None if self._labels is None else self._labels.copy()
