@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -260,3 +261,73 @@ def test_a_truncated_cache_chunk_is_recomputed(tmp_path, capsys):
     assert (again.chunks_reused, again.chunks_computed) == (2, 1)
     np.testing.assert_array_equal(again.embeddings, first.embeddings)
     assert f"cache chunk {chunk} is unreadable" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ 6. a kill while writing
+
+
+KILLED_WRITE = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from adapt import cli, report
+where = {where!r}
+if where == "staging":  # stop inside the write stage, after the classifier is written
+    plot = report.plot_confidence
+    def slow_plot(*a, **k):
+        plot(*a, **k)
+        print("stop", flush=True)
+        time.sleep(120)
+    report.plot_confidence = slow_plot
+else:  # stop in the middle of the swap, the new classifier moved in, the rest not yet
+    replace = os.replace
+    def slow_replace(src, dst):
+        replace(src, dst)
+        if ".adapt-swap" in str(src) and str(dst).endswith("classifier"):
+            print("stop", flush=True)
+            time.sleep(120)
+    os.replace = slow_replace
+cli.main({args!r})
+print("finished", flush=True)
+"""
+
+
+def _kill_when_stopped(tmp_path, args, where):
+    script = tmp_path / "job.py"
+    script.write_text(KILLED_WRITE.format(root=ROOT, where=where, args=args))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = ""
+        while line.strip() != "stop":
+            line = proc.stdout.readline()
+            assert line and line.strip() != "finished", "the job ended before it could be killed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def _outputs_describe(run, n_embedded):
+    """Every output of `run` describes one run that embedded `n_embedded` images."""
+    meta = json.loads((run / "classifier" / "meta.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = (run / "predictions.csv").read_text().splitlines()
+    assert meta["metrics"]["n_embedded"] == metrics["n_embedded"] == len(rows) - 1 == n_embedded
+    assert f"{n_embedded} embedded" in (run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("where", ["staging", "swap"])
+def test_a_kill_while_writing_leaves_one_consistent_run(tmp_path, tiny_clip, where):
+    from adapt import cli
+    from adapt.artifact import load
+
+    assert cli.main(run_args(tmp_path, tiny_clip, write_pool(tmp_path / "a", n_per_class=4))) == 0
+    _outputs_describe(tmp_path / "run", 8)
+    _kill_when_stopped(tmp_path, run_args(tmp_path, tiny_clip, write_pool(tmp_path / "b", 3)), where)
+    if where == "staging":  # before the commit point: the previous run, whole
+        _outputs_describe(tmp_path / "run", 8)
+    else:  # after it: the first reader finishes the swap, then everything is the new run
+        load(tmp_path / "run" / "classifier")
+        _outputs_describe(tmp_path / "run", 6)
+        assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
+    assert cli.main(run_args(tmp_path, tiny_clip, tmp_path / "b")) == 0  # and the next run is clean
+    _outputs_describe(tmp_path / "run", 6)
