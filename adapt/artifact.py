@@ -85,10 +85,10 @@ class Classifier:
 
     def __init__(self, path):
         self.path = path = Path(path)
+        outputs.finish_swap_for_reading(path.parent)  # a run killed while swapping its outputs in
         meta_file = path / "meta.json"
         if not meta_file.is_file():
             raise FileNotFoundError(f"{path} is not an adapted-classifier folder (no meta.json)")
-        outputs.finish_swap_for_reading(path.parent)  # a run killed while swapping its outputs in
         try:
             self.meta = json.loads(meta_file.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import operator
 import os
 import sys
 import time
@@ -176,7 +177,11 @@ def _reusable_chunk(path: Path, indices: np.ndarray, pool: Pool, executor) -> di
 def check_settings(batch_size, chunk_size, workers=1) -> None:
     """Raises ValueError (one line naming the key) for a batch, chunk or worker count below 1."""
     for key, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("workers", workers)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        try:
+            whole = operator.index(value) if not isinstance(value, bool) else 0
+        except TypeError:
+            whole = 0
+        if whole < 1:
             raise ValueError(f"embed.{key} must be a whole number of at least 1, got {value!r}; "
                              f"set it with --set embed.{key}=N")
 
