@@ -20,7 +20,8 @@ def write_scores(path: Path, ids, scores, raw, baseline, y) -> None:
         w.writerow(["rank", "item", "score", "score_before_rscin", "knn5_baseline", "label"])
         for rank, i in enumerate(order, 1):
             label = "" if y is None else LABEL_NAMES[int(y[i])]
-            w.writerow([rank, printable(ids[i]), f"{scores[i]:.6f}", f"{raw[i]:.6f}", f"{baseline[i]:.6f}", label])
+            w.writerow([rank, printable(ids[i]), f"{scores[i]:.6f}", f"{raw[i]:.6f}",
+                        f"{baseline[i]:.6f}", label])
     tmp.replace(path)
 
 

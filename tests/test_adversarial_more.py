@@ -179,7 +179,8 @@ def test_an_unwritable_cache_folder_is_one_line_not_a_traceback(tmp_path, tiny_c
 
 
 @pytest.mark.parametrize("key", ["chunk_size", "batch_size"])
-def test_a_chunk_or_batch_size_below_one_is_refused_before_compute(tmp_path, tiny_clip, capsys, key):  # noqa: F811
+def test_a_chunk_or_batch_size_below_one_is_refused_before_compute(
+        tmp_path, tiny_clip, capsys, key):  # noqa: F811
     pool = write_pool(tmp_path / "pool")
     assert cli.main(run_args(tmp_path, tiny_clip, pool) + ["--set", f"embed.{key}=0"]) == 2
     assert f"embed.{key} must be a whole number of at least 1" in capsys.readouterr().err
