@@ -96,7 +96,7 @@ SAVER = textwrap.dedent("""
     print("ready", flush=True)
     while not os.path.exists({go!r}):  # all writers start together
         time.sleep(0.01)
-    for k in range(40):
+    for k in range(60):
         head = Head(np.full((2, 8), {who} + k / 100, np.float32))
         artifact.save({path!r}, head=head, class_names=["a", "b"], model=model, model_source={{}},
                       method="zero_shot", config_json="{{}}", metrics={{"who": {who}}})
@@ -111,14 +111,14 @@ def test_concurrent_saves_to_one_path_end_with_one_whole_artifact(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", SAVER.format(root=ROOT, who=w, path=str(target),
                                                                   go=str(go))],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for w in range(4)]
-    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 4
+             for w in range(6)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 6
     go.touch()
     errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert [p.returncode for p in procs] == [0] * 6, errors
     clf = load(target)
     who = clf.meta["metrics"]["who"]
-    assert np.allclose(clf.head.weights, who + 0.39)  # the last save of one writer, whole
+    assert np.allclose(clf.head.weights, who + 0.59)  # the last save of one writer, whole
     assert [p.name for p in target.parent.iterdir() if p.is_dir()] == ["classifier"]
 
 
