@@ -8,7 +8,6 @@ anomalous. Masks (pools with `mask(i)`, e.g. the CutPaste defect pools) give pix
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -91,14 +90,13 @@ def run_anomaly_job(config, workdir, progress: bool = True) -> dict:
     from adapt import anomaly_metrics as am
     from adapt import anomaly_report as rep
     from adapt import mesh as mesh_lib
-    from adapt import patches, report_html_jobs
+    from adapt import outputs, patches, report_html_jobs
     from adapt.data import open_pool
     from adapt.engine import Timer
     from adapt.models import load_model
     from adapt.report import write_json
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = outputs.check_writable(workdir)  # before any compute
     timer = Timer()
     args = config.method_args
     with timer.stage("setup"):
@@ -138,21 +136,23 @@ def run_anomaly_job(config, workdir, progress: bool = True) -> dict:
                                   "each comes from), one run, no labels of this pool used", **out.info)
     metrics.update(evaluate(y, out, baseline, pool, feats.kept, size, normal_name))
     with timer.stage("write"):
+        staged = outputs.begin(workdir)  # swapped in whole at the end (adapt/outputs.py)
         ids = [pool.item_id(int(i)) for i in feats.kept]
-        rep.write_scores(workdir / "scores.csv", ids, out.scores, out.raw_scores, baseline, y)
-        plots = rep.plot_grid(workdir / "anomaly_grid.png", pool, feats.kept, out, y, size,
+        rep.write_scores(staged / "scores.csv", ids, out.scores, out.raw_scores, baseline, y)
+        plots = rep.plot_grid(staged / "anomaly_grid.png", pool, feats.kept, out, y, size,
                               per_side=int(args.get("plot_images", 8) or 8))
         if y is not None:
-            plots.append(rep.plot_histogram(workdir / "score_histogram.png", out.scores, y))
+            plots.append(rep.plot_histogram(staged / "score_histogram.png", out.scores, y))
         if bool(args.get("save_maps", False)):
-            np.save(workdir / "anomaly_maps.npy", out.maps.astype(np.float16))
+            np.save(staged / "anomaly_maps.npy", out.maps.astype(np.float16))
     metrics["seconds"] = timer.seconds
     metrics["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    write_json(workdir / "metrics.json", metrics)
-    rep.write_report(workdir / "report.md", metrics, dict(model=model.model_id, pool=pool.source,
+    write_json(staged / "metrics.json", metrics)
+    rep.write_report(staged / "report.md", metrics, dict(model=model.model_id, pool=pool.source,
                                                           normal=normal_name), skipped, plots)
-    report_html_jobs.write_anomaly(workdir, pool=pool, kept=feats.kept, out=out, y=y, metrics=metrics,
+    report_html_jobs.write_anomaly(staged, pool=pool, kept=feats.kept, out=out, y=y, metrics=metrics,
                                    skipped=skipped, plots=plots, config=config)
+    outputs.commit(workdir, staged)
     return metrics
 
 

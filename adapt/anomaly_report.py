@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adapt.report import printable
+
 LABEL_NAMES = {-1: "unknown", 0: "normal", 1: "anomalous"}
 
 
@@ -13,12 +15,13 @@ def write_scores(path: Path, ids, scores, raw, baseline, y) -> None:
     """One row per scored image, most anomalous first (rank 1)."""
     order = np.argsort(-np.asarray(scores), kind="stable")
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["rank", "item", "score", "score_before_rscin", "knn5_baseline", "label"])
         for rank, i in enumerate(order, 1):
             label = "" if y is None else LABEL_NAMES[int(y[i])]
-            w.writerow([rank, ids[i], f"{scores[i]:.6f}", f"{raw[i]:.6f}", f"{baseline[i]:.6f}", label])
+            w.writerow([rank, printable(ids[i]), f"{scores[i]:.6f}", f"{raw[i]:.6f}",
+                        f"{baseline[i]:.6f}", label])
     tmp.replace(path)
 
 
@@ -115,4 +118,4 @@ def write_report(path: Path, m: dict, info: dict, skipped: list, plots: list[str
     lines += ["", f"## Skipped files ({len(skipped)})", ""]
     lines += [f"- `{i}`: {r}" for i, r in skipped] or ["None."]
     lines += ["", "Files: `metrics.json`, `scores.csv` (most anomalous first)."]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(printable("\n".join(lines) + "\n"), encoding="utf-8")

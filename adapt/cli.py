@@ -39,18 +39,25 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_predict(args) -> int:
+    """Rows for the images that decode; one stderr line per image skipped; 2 if none decodes."""
     from adapt.artifact import load
+    from adapt.report import printable
 
     clf = load(args.artifact)
-    pred, probs = clf.predict(args.images)
-    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    kept, pred, probs, skipped = clf.predict_files(args.images)
+    for path, reason in skipped:
+        print(f"adapt: skipped {printable(path)}: {reason}", file=sys.stderr)
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     w = csv.writer(out)
     w.writerow(["path", "predicted_class", "confidence"])
-    for path, p, pr in zip(args.images, pred, probs):
-        w.writerow([path, clf.class_names[p], f"{pr[p]:.6f}"])
+    for j, p, pr in zip(kept, pred, probs):
+        w.writerow([printable(args.images[j]), printable(clf.class_names[p]), f"{pr[p]:.6f}"])
     if args.out:
         out.close()
-    return 0
+    if skipped:
+        print(f"adapt: {len(skipped)} of {len(args.images)} images skipped (listed above)",
+              file=sys.stderr)
+    return 0 if len(kept) else 2
 
 
 def _cmd_methods(args) -> int:
@@ -111,11 +118,19 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line (ADAPT_DEBUG=1: traceback)
+    except (ValueError, OSError) as e:  # bad input: one clear line (ADAPT_DEBUG=1: traceback)
         if os.environ.get("ADAPT_DEBUG"):
             raise
-        print(f"adapt: error: {e}", file=sys.stderr)
+        print(f"adapt: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: Exception) -> str:
+    """The error as one line; a file-system error names its file and what to do."""
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.filename:
+        where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+        return f"{e.strerror or e}: {where}; check its permissions and free space, or choose another folder"
+    return str(e)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,10 @@ result: model id and weights hash, preprocessing, the pool's fingerprint (file l
 mtimes, or content hashes), dtype and the view names. Work is cut into chunks of pool indices; each
 chunk is written atomically (temp file + rename), so an interrupted job resumes at the first missing
 chunk and never reads a partial one. A different key is a different folder: stale caches are never read.
+A chunk also stores each item's content digest (BLAKE2b of the bytes decoded, for file pools) and is
+reused only if the files still hash the same (an image replaced with its size and mtime kept is
+caught); a chunk that cannot be loaded is recomputed; a chunk in which a file could not be read
+(permissions, I/O) is used for this run but not written, so the read is tried again next time.
 """
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import operator
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,10 +30,10 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from adapt import mesh as mesh_lib
-from adapt.data.base import BadImage, Pool
+from adapt.data.base import BadImage, Pool, Unreadable
 from adapt.preprocess import to_pixels
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: per-item content digests, chunks with a failed read not written
 
 
 @dataclasses.dataclass
@@ -93,27 +99,34 @@ def make_encoder(model, mesh) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
 
 
 def _decode(pool: Pool, i: int, pre):
+    """Item i -> (pixels or the reason it was skipped, content digest, whether it was readable)."""
     try:
-        return to_pixels(pool.load(i), pre)
+        img, digest = pool.load_with_digest(i)
+        return to_pixels(img, pre), digest, True
+    except Unreadable as e:
+        return str(e), "", False
     except BadImage as e:
-        return str(e)
+        return str(e), e.digest, True
     except Exception as e:  # a decoder bug must not stop the job; the reason is reported
-        return f"{type(e).__name__}: {e}"
+        return f"{type(e).__name__}: {e}", "", True
 
 
 def _embed_chunk(indices, pool, model, encode, batch, executor, bar):
-    """Decodes and encodes pool items `indices`; returns the arrays of one cache chunk."""
+    """Decodes and encodes pool items `indices`; returns the arrays of one cache chunk and whether
+    every item could be read (a chunk with a failed read is not cached: the read may pass later)."""
     pre = model.preprocess
     outs: dict[str, list[np.ndarray]] = {}
-    kept, skipped_ids, skipped_reasons = [], [], []
+    kept, skipped_ids, skipped_reasons, digests, all_read = [], [], [], [], True
     batches = [indices[s:s + batch] for s in range(0, len(indices), batch)]
     pending = [executor.submit(_decode, pool, int(i), pre) for i in batches[0]] if batches else []
     for b, idx in enumerate(batches):
         results = [f.result() for f in pending]
         if b + 1 < len(batches):  # decode the next batch while this one runs on the devices
             pending = [executor.submit(_decode, pool, int(i), pre) for i in batches[b + 1]]
-        good = [(i, r) for i, r in zip(idx, results) if not isinstance(r, str)]
-        for i, r in zip(idx, results):
+        good = [(i, r) for i, (r, _, _) in zip(idx, results) if not isinstance(r, str)]
+        for i, (r, digest, readable) in zip(idx, results):
+            digests.append(digest)
+            all_read &= readable
             if isinstance(r, str):
                 skipped_ids.append(pool.item_id(int(i)))
                 skipped_reasons.append(r)
@@ -126,8 +139,51 @@ def _embed_chunk(indices, pool, model, encode, batch, executor, bar):
         bar.update(len(idx))
     arrays = {f"out__{k}": np.concatenate(v) for k, v in outs.items()}
     arrays.update(kept=np.asarray(kept, np.int64), skipped_ids=np.asarray(skipped_ids, dtype=str),
-                  skipped_reasons=np.asarray(skipped_reasons, dtype=str))
+                  skipped_reasons=np.asarray(skipped_reasons, dtype=str),
+                  digests=np.asarray(digests, dtype="<U32"))
+    return arrays, all_read
+
+
+def _current_digest(pool: Pool, i: int) -> str | None:
+    try:
+        return pool.digest(i)
+    except BadImage:
+        return None
+
+
+def _reusable_chunk(path: Path, indices: np.ndarray, pool: Pool, executor) -> dict | None:
+    """The arrays of a finished chunk, or None when it is missing, unreadable (truncated, corrupt)
+    or any item's bytes changed since (content digest; in-memory pools: fingerprint only)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        complete = len(arrays["kept"]) + len(arrays["skipped_ids"]) == len(indices) == len(arrays["digests"])
+    except Exception as e:  # noqa: BLE001  (BadZipFile, EOFError, KeyError, ...: recompute)
+        print(f"warning: cache chunk {path} is unreadable ({type(e).__name__}): recomputing it",
+              file=sys.stderr)
+        return None
+    if not complete:
+        return None
+    stored = [str(d) for d in arrays["digests"]]
+    if any(stored):
+        now = list(executor.map(lambda i: _current_digest(pool, int(i)), indices))
+        if now != stored:
+            return None
     return arrays
+
+
+def check_settings(batch_size, chunk_size, workers=1) -> None:
+    """Raises ValueError (one line naming the key) for a batch, chunk or worker count below 1."""
+    for key, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("workers", workers)):
+        try:
+            whole = operator.index(value) if not isinstance(value, bool) else 0
+        except TypeError:
+            whole = 0
+        if whole < 1:
+            raise ValueError(f"embed.{key} must be a whole number of at least 1, got {value!r}; "
+                             f"set it with --set embed.{key}=N")
 
 
 def _write_atomic(path: Path, arrays: dict) -> None:
@@ -143,6 +199,7 @@ def embed_pool(model, pool: Pool, mesh, *, cache_root: Path | None = None, batch
                chunk_size: int = 1024, workers: int = 4, progress: bool = True,
                on_chunk: Callable[[int], None] | None = None) -> Embedded:
     """Embeds every decodable item of `pool` with `model`, reusing finished cache chunks."""
+    check_settings(batch_size, chunk_size, workers)
     n = len(pool)
     if n == 0:
         raise ValueError("the pool is empty")
@@ -160,17 +217,18 @@ def embed_pool(model, pool: Pool, mesh, *, cache_root: Path | None = None, batch
         for c in range(n_chunks):
             path = cache_dir / f"chunk_{c:05d}_of_{n_chunks:05d}_size_{chunk_size}.npz"
             indices = np.arange(c * chunk_size, min(n, (c + 1) * chunk_size))
-            if path.exists():
-                with np.load(path) as z:
-                    arrays = {k: z[k] for k in z.files}
-                if len(arrays["kept"]) + len(arrays["skipped_ids"]) == len(indices):
-                    chunks.append(arrays)
-                    reused += 1
-                    bar.update(len(indices))
-                    continue
+            arrays = _reusable_chunk(path, indices, pool, executor)
+            if arrays is not None:
+                chunks.append(arrays)
+                reused += 1
+                bar.update(len(indices))
+                continue
             encode = encode or make_encoder(model, mesh)
-            arrays = _embed_chunk(indices, pool, model, encode, batch, executor, bar)
-            _write_atomic(path, arrays)
+            arrays, all_read = _embed_chunk(indices, pool, model, encode, batch, executor, bar)
+            if all_read:
+                _write_atomic(path, arrays)
+            else:
+                path.unlink(missing_ok=True)
             chunks.append(arrays)
             computed += 1
             if on_chunk is not None:

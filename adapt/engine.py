@@ -9,10 +9,10 @@ import jax
 import numpy as np
 
 import methods
-from adapt import artifact, distributed, ops, report, report_html, tuning_report
+from adapt import artifact, distributed, ops, outputs, report, report_html, tuning_report
 from adapt import mesh as mesh_lib
 from adapt.data import open_pool, resolve_classes
-from adapt.embed import embed_pool
+from adapt.embed import check_settings, embed_pool
 from adapt.method import MethodInputs
 from adapt.models import load_model, model_source
 from adapt.text import encode_classes
@@ -57,10 +57,10 @@ def run(config, workdir, progress: bool = True) -> dict:
     module = methods.load(config.method)
     if hasattr(module, "run_job"):  # methods with their own job shape (MuSc: anomaly scores, maps)
         return module.run_job(config, workdir, progress=progress)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     timer = Timer()
     with timer.stage("setup"):  # everything that can fail on bad input, before any compute
+        workdir = outputs.check_writable(workdir)
+        check_settings(config.embed.batch_size, config.embed.chunk_size, config.embed.workers)
         method = module.make(config)
         pool_cfg = config.pool
         if config.runlocal and not pool_cfg.limit:
@@ -132,38 +132,46 @@ def run(config, workdir, progress: bool = True) -> dict:
         metrics["seconds"] = timer.seconds
         return metrics
     with timer.stage("write"):
-        artifact.save(workdir / "classifier", head=out.head, class_names=classes.names, model=model,
-                      model_source=model_source(config.model.kind, config.model.path),
-                      method=config.method, config_json=config.to_json(), metrics=metrics,
-                      embed_batch=config.embed.batch_size, extra_tensors=out.model_params,
-                      model_setup=out.model_setup)
-        item_ids = [pool.location(int(i)) for i in kept]
-        report.write_predictions(workdir / "predictions.csv", item_ids, out.predictions, out.probs,
-                                 classes.names)
-        plots = ["confidence.png"]
-        report.plot_confidence(workdir / "confidence.png", out.probs, out.predictions, labels)
-        if metrics["accuracy"] is not None:
-            report.plot_confusion(workdir / "confusion.png", out.predictions, labels, classes.names)
-            plots.insert(0, "confusion.png")
-        if out.rounds:
-            tuning_report.plot_rounds(workdir / "rounds.png", out.rounds, metrics.get("rounds"))
-            plots.append("rounds.png")
-        for name, draw in (out.plots or {}).items():
-            draw(workdir / name)
-            plots.append(name)
+        staging = outputs.begin(workdir)
+        plots = _write_outputs(staging, config, model, out, metrics, classes, labels,
+                               [pool.location(int(i)) for i in kept])
     with timer.stage("report"):  # report.html: galleries with thumbnails of the shown images only
-        report_html.write(workdir, pool=pool, kept=kept, out=out, baselines=baselines, labels=labels,
+        report_html.write(staging, pool=pool, kept=kept, out=out, baselines=baselines, labels=labels,
                           class_names=classes.names, metrics=metrics, skipped=skipped, plots=plots,
                           config=config)
     metrics["seconds"] = timer.seconds
-    report.write_json(workdir / "metrics.json", metrics)
+    report.write_json(staging / "metrics.json", metrics)
     info = dict(model=model.model_id, pool=pool.source, classes=classes.names,
                 command=_config_command(config))
-    report.write_report(workdir / "report.md", metrics, info, skipped, plots)
+    report.write_report(staging / "report.md", metrics, info, skipped, plots)
     if metrics.get("rounds"):
-        with open(workdir / "report.md", "a") as f:
+        with open(staging / "report.md", "a") as f:
             f.write(_rounds_section(metrics["rounds"], metrics.get("stages") or {}))
+    outputs.commit(workdir, staging)
     return metrics
+
+
+def _write_outputs(folder: Path, config, model, out, metrics, classes, labels, item_ids) -> list[str]:
+    """Classifier, predictions and plots into `folder` (the staging folder); returns the plots."""
+    artifact.save(folder / "classifier", head=out.head, class_names=classes.names, model=model,
+                  model_source=model_source(config.model.kind, config.model.path),
+                  method=config.method, config_json=config.to_json(), metrics=metrics,
+                  embed_batch=config.embed.batch_size, extra_tensors=out.model_params,
+                  model_setup=out.model_setup)
+    report.write_predictions(folder / "predictions.csv", item_ids, out.predictions, out.probs,
+                             classes.names)
+    plots = ["confidence.png"]
+    report.plot_confidence(folder / "confidence.png", out.probs, out.predictions, labels)
+    if metrics["accuracy"] is not None:
+        report.plot_confusion(folder / "confusion.png", out.predictions, labels, classes.names)
+        plots.insert(0, "confusion.png")
+    if out.rounds:
+        tuning_report.plot_rounds(folder / "rounds.png", out.rounds, metrics.get("rounds"))
+        plots.append("rounds.png")
+    for name, draw in (out.plots or {}).items():
+        draw(folder / name)
+        plots.append(name)
+    return plots
 
 
 def _rounds_section(scores: list[dict], stages: dict) -> str:

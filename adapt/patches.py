@@ -110,6 +110,13 @@ class SquarePool(Pool):
     def load(self, i: int) -> Image.Image:
         return square_image(self.pool.load(i), self.size, self.interpolation)
 
+    def load_with_digest(self, i: int) -> tuple[Image.Image, str]:
+        image, digest = self.pool.load_with_digest(i)
+        return square_image(image, self.size, self.interpolation), digest
+
+    def digest(self, i: int) -> str:
+        return self.pool.digest(i)
+
     def labels(self):
         return self.pool.labels()
 

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from adapt.data.classes import normalise
@@ -54,8 +55,37 @@ def prompt_for(group: list[dict]) -> str:
     return PROMPT.format(concepts="\n".join(line.rstrip(": ") for line in lines))
 
 
+class _RefuseRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would resend the Authorization header to the new host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise PhraseError(f"{req.full_url}: HTTP {code} redirect to {urllib.parse.urlsplit(newurl).netloc}"
+                          f" not followed (the API key is sent only to the host you name); give the "
+                          f"final endpoint as --base-url if you trust it")
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirect)
+
+
+def redact(text: str, key: str | None) -> str:
+    """`text` with every occurrence of the key (as is, or percent/JSON-escaped) replaced."""
+    if not key:
+        return text
+    for form in {key, urllib.parse.quote(key, safe=""), json.dumps(key)[1:-1]}:
+        text = text.replace(form, "[API key redacted]")
+    return text
+
+
 def chat(base_url: str, model: str, key: str | None, user: str, temperature: float,
          timeout: float = 60.0) -> str:
+    """One chat completion; errors are PhraseError lines that never contain the key."""
+    try:
+        return redact(_chat(base_url, model, key, user, temperature, timeout), key)
+    except PhraseError as e:
+        raise PhraseError(redact(str(e), key)) from None
+
+
+def _chat(base_url, model, key, user, temperature, timeout) -> str:
     body = json.dumps({"model": model, "temperature": temperature,
                        "messages": [{"role": "system", "content": SYSTEM},
                                     {"role": "user", "content": user}]}).encode()
@@ -64,12 +94,14 @@ def chat(base_url: str, model: str, key: str | None, user: str, temperature: flo
         headers["Authorization"] = f"Bearer {key}"
     req = urllib.request.Request(base_url.rstrip("/") + "/chat/completions", body, headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with _OPENER.open(req, timeout=timeout) as r:
             reply = json.loads(r.read().decode("utf-8"))
     except urllib.error.HTTPError as e:
         raise PhraseError(f"{base_url}: HTTP {e.code}: {e.read()[:300]!r}") from None
     except (urllib.error.URLError, TimeoutError) as e:
         raise PhraseError(f"{base_url}: cannot reach the endpoint ({e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PhraseError(f"{base_url}: the reply is not JSON ({e})") from None
     try:
         return reply["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):

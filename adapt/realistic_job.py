@@ -16,13 +16,12 @@ not the whole vocabulary.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapt import artifact, distributed, report, report_html_jobs
+from adapt import artifact, distributed, outputs, report, report_html_jobs
 from adapt import mesh as mesh_lib
 from adapt.data import open_pool, resolve_classes
 from adapt.embed import default_cache_root, embed_pool
@@ -99,8 +98,7 @@ def _self_learning(config, out, model, pool, kept, x, mask, weights, clf, mesh, 
 def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
     from methods.s3a import cvpr
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = outputs.check_writable(workdir)  # before any compute
     timer = Timer()
     with timer.stage("setup"):
         pool_cfg = config.pool
@@ -171,6 +169,7 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
         metrics["seconds"] = timer.seconds
         return metrics
     with timer.stage("write"):
+        staged = outputs.begin(workdir)  # swapped in whole at the end (adapt/outputs.py)
         words = np.asarray(out.words)
         if "s3a_self_learning" in preds:  # the tuned student over the whole vocabulary
             head, feats, names = tuned["head"], tuned["features"], list(vocab.names)
@@ -178,27 +177,28 @@ def run_realistic_job(config, workdir, settings, progress: bool = True) -> dict:
             head, feats = Head(weights=clf.weights[words], scale=float(model.logit_scale)), host(x)[:n]
             names = [vocab.names[w] for w in words]
         probs = head.probs(feats)
-        artifact.save(workdir / "classifier", head=head, class_names=names,
+        artifact.save(staged / "classifier", head=head, class_names=names,
                       model=model, model_source=model_source(config.model.kind, config.model.path),
                       method=config.method, config_json=config.to_json(), metrics=metrics,
                       embed_batch=config.embed.batch_size, extra_tensors=tuned.get("model_params") if
                       "s3a_self_learning" in preds else None,
                       model_setup=tuned.get("model_setup") if "s3a_self_learning" in preds else None)
         partition = host(out.partition)[:n]
-        write_predictions(workdir / "predictions.csv", [pool.location(int(i)) for i in kept],
+        write_predictions(staged / "predictions.csv", [pool.location(int(i)) for i in kept],
                           preds, partition, probs, vocab.names)
-        np.savez(workdir / "cvpr.npz", pool_index=kept, kmeans_partition=host(out.kmeans_partition)[:n],
+        np.savez(staged / "cvpr.npz", pool_index=kept, kmeans_partition=host(out.kmeans_partition)[:n],
                  partition=partition, words=words, structural=preds["s3a_cvpr"],
                  votes=preds["zero_shot_cosine"], vocabulary_key=clf.key)
         cands = [{"cluster": k, "size": int((partition == k).sum()), "word": vocab.names[words[k]],
                   "candidates": [{"name": vocab.names[w], "definitions": list(vocab.entries[w].definitions)}
                                  for w in ws]} for k, ws in enumerate(out.candidates)]
-        (workdir / "candidates.json").write_text(json.dumps({"clusters": cands}, indent=1))
+        (staged / "candidates.json").write_text(json.dumps({"clusters": cands}, indent=1))
     metrics["seconds"] = timer.seconds
-    report.write_json(workdir / "metrics.json", metrics)
-    write_report(workdir / "report.md", metrics, pool.source, skipped, cands, labels, partition,
+    report.write_json(staged / "metrics.json", metrics)
+    write_report(staged / "report.md", metrics, pool.source, skipped, cands, labels, partition,
                  classes.names if classes is not None else None)
-    report_html_jobs.write_realistic(workdir, pool=pool, kept=kept, clusters=cands, partition=partition,
+    report_html_jobs.write_realistic(staged, pool=pool, kept=kept, clusters=cands, partition=partition,
                                      labels=labels, class_names=classes.names if classes is not None else None,
                                      metrics=metrics, skipped=skipped, config=config)
+    outputs.commit(workdir, staged)
     return metrics

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adapt.report import printable
+
 ROWS = (("zero_shot_cosine", "zero-shot over the vocabulary (cosine)"),
         ("zero_shot_class_map", "zero-shot over the vocabulary (model's class map)"),
         ("s3a_cvr", "S3A steps 1-2 (Cluster-Vote-Realign)"), ("s3a_cvpr", "**S3A CVPR**"))
@@ -17,12 +19,12 @@ def write_predictions(path: Path, item_ids, preds: dict, partition, probs, vocab
     self-learning: the student's word and its confidence over the whole vocabulary instead."""
     tuned = "s3a_self_learning" in preds
     ours, zs = preds["s3a_self_learning" if tuned else "s3a_cvpr"], preds["zero_shot_cosine"]
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "predicted_word", "vocabulary_index", "cluster", "confidence",
                     "zero_shot_word"])
         for i, item in enumerate(item_ids):
-            w.writerow([item, vocab_names[ours[i]], int(ours[i]), int(partition[i]),
+            w.writerow([printable(item), vocab_names[ours[i]], int(ours[i]), int(partition[i]),
                         f"{probs[i, ours[i] if tuned else partition[i]]:.6f}", vocab_names[zs[i]]])
 
 
@@ -82,4 +84,4 @@ def write_report(path: Path, m: dict, pool_source: str, skipped, clusters, label
     lines += [f"- `{i}`: {r}" for i, r in skipped] or ["None."]
     lines += ["", "Files: `metrics.json`, `predictions.csv`, `cvpr.npz`, `candidates.json` (input "
               "of `python -m adapt.phrases`), `classifier/` (a head over the K assigned words)."]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(printable("\n".join(lines) + "\n"), encoding="utf-8")

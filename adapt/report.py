@@ -22,12 +22,18 @@ def accuracy_metrics(pred: np.ndarray, labels: np.ndarray, names: list[str]) -> 
                 n_labelled=int(known.sum()))
 
 
+def printable(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (read by Python as surrogates) become
+    `\\xNN` escapes, so a name like b"caf\\xe9.png" from an old Latin-1 share is written, not fatal."""
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def write_predictions(path: Path, item_ids, pred, probs, names) -> None:
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "predicted_class", "confidence"])
         for item, p, pr in zip(item_ids, pred, probs):
-            w.writerow([item, names[p], f"{pr[p]:.6f}"])
+            w.writerow([printable(item), printable(names[p]), f"{pr[p]:.6f}"])
 
 
 def plot_confusion(path: Path, pred, labels, names) -> None:
@@ -101,7 +107,7 @@ def write_report(path: Path, metrics: dict, info: dict, skipped: list, plots: li
     lines += [f"- `{i}`: {r}" for i, r in skipped] or ["None."]
     lines += ["", "Files: `metrics.json`, `predictions.csv`, `classifier/` (load with "
               "`adapt.artifact.load`, or `adapt predict classifier IMAGES...`)."]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(printable("\n".join(lines) + "\n"), encoding="utf-8")
 
 
 def write_json(path: Path, obj) -> None:

@@ -112,6 +112,12 @@ class SubsetPool(Pool):
     def load(self, i: int) -> Image.Image:
         return self.pool.load(int(self.indices[i]))
 
+    def load_with_digest(self, i: int) -> tuple[Image.Image, str]:
+        return self.pool.load_with_digest(int(self.indices[i]))
+
+    def digest(self, i: int) -> str:
+        return self.pool.digest(int(self.indices[i]))
+
     def labels(self) -> np.ndarray | None:
         y = self.pool.labels()
         return None if y is None else y[self.indices]

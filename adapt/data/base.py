@@ -13,7 +13,15 @@ from PIL import Image
 
 
 class BadImage(Exception):
-    """An item that cannot be decoded into a usable image. The message is the reason shown to users."""
+    """An item that cannot be decoded into a usable image. The message is the reason shown to users.
+
+    `digest`: content hash of the bytes that were read and failed to decode ("" if none)."""
+
+    digest = ""
+
+
+class Unreadable(BadImage):
+    """The item's bytes could not be read (permissions, I/O error): may succeed later, never cached."""
 
 
 class PoolError(ValueError):
@@ -50,6 +58,15 @@ class Pool(abc.ABC):
     def fingerprint(self) -> str:
         """Hex digest of everything that fixes the decoded pixels: ids, file sizes+mtimes or content
         hashes, and the pool options. Two pools with equal fingerprints decode to equal images."""
+
+    def load_with_digest(self, i: int) -> tuple[Image.Image, str]:
+        """(load(i), content hash of the bytes decoded); "" where the fingerprint covers the content
+        (in-memory pools). File pools hash the bytes they read anyway: exact, nearly free."""
+        return self.load(i), ""
+
+    def digest(self, i: int) -> str:
+        """Content hash of item i as `load_with_digest` gives it, without decoding; raises BadImage."""
+        return ""
 
     def labels(self) -> np.ndarray | None:
         """(N,) int32 indices into `class_names`, -1 where unknown; None for an unlabelled pool."""

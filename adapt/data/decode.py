@@ -18,6 +18,7 @@ Every failure raises `BadImage(reason)`; the reason is shown to users in the rep
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
@@ -25,7 +26,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from adapt.data.base import BadImage, PoolError
+from adapt.data.base import BadImage, PoolError, Unreadable
 
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -39,14 +40,7 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 def decode_image(source: str | os.PathLike | bytes, invert: bool = False) -> Image.Image:
     """A file path or encoded bytes -> fully loaded RGB image (optionally inverted); raises BadImage."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        try:
-            with open(source, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise BadImage(f"cannot read file: {e.strerror or e}") from None
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else read_file(source)
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
@@ -79,6 +73,20 @@ def decode_image(source: str | os.PathLike | bytes, invert: bool = False) -> Ima
     except Exception as e:  # noqa: BLE001
         raise BadImage(f"cannot convert mode {img.mode} to RGB: {type(e).__name__}: {e}") from None
     return ImageOps.invert(rgb) if invert else rgb
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """The file's bytes; raises Unreadable (a BadImage that may pass later: never cached)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise Unreadable(f"cannot read file: {e.strerror or e}") from None
+
+
+def content_digest(data: bytes) -> str:
+    """128-bit BLAKE2b of a file's bytes: what the embedding cache checks before reusing a row."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

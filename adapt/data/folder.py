@@ -9,6 +9,8 @@ Layout rules:
   * hidden files and folders (leading `.`) and `__MACOSX` are ignored; files whose extension is not
     an image extension are not items but are listed in `prescan_skipped` with a reason.
   * items are ordered by relative path (sorted), so the order is deterministic.
+  * a top-level link to the pool itself, to a folder above it or to a folder inside it is not a
+    class (it would repeat images); it is skipped with a reason, as is a folder that cannot be read.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from adapt.data.base import Pool, PoolError
-from adapt.data.decode import IMAGE_EXTENSIONS, decode_image
+from adapt.data.base import BadImage, Pool, PoolError
+from adapt.data.decode import IMAGE_EXTENSIONS, content_digest, decode_image, read_file
 
 
 def display_name(folder: str) -> str:
@@ -31,6 +33,20 @@ def display_name(folder: str) -> str:
 
 def _ignored(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
+
+
+def _repeating_link(entry: os.DirEntry, root: str) -> str | None:
+    """Why a linked class folder would list images twice (a link to the pool, a folder above it
+    or a folder inside it), else None."""
+    if not entry.is_symlink():
+        return None
+    real, root_real = os.path.realpath(entry.path), os.path.realpath(root)
+    if real == root_real or root_real.startswith(real.rstrip(os.sep) + os.sep):
+        return (f"link to the pool folder itself or a folder above it ({real}): skipped, it would "
+                "repeat every image under a wrong class")
+    if real.startswith(root_real + os.sep):
+        return f"link to a folder inside the pool ({real}): skipped, its images are listed already"
+    return None
 
 
 class FolderPool(Pool):
@@ -49,14 +65,7 @@ class FolderPool(Pool):
                                         for e in extensions}))
         self.prescan_skipped: list[tuple[str, str]] = []
         self.label_names_synthetic = False
-        top_files, subdirs = [], []
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if _ignored(entry.name):
-                continue
-            if entry.is_dir():
-                subdirs.append(entry.name)
-            elif entry.is_file():
-                top_files.append(entry.name)
+        top_files, subdirs = self._scan_top(root)
         if classes is not None:
             missing = [c for c in classes if c not in subdirs]
             if missing:
@@ -87,8 +96,35 @@ class FolderPool(Pool):
         self.source = (f"folder {root} ({len(self._rels)} images, {kind}"
                        f"{', inverted' if invert else ''})")
 
+    def _scan_top(self, root: str) -> tuple[list[str], list[str]]:
+        """Top-level image files and class folders; links that would repeat the pool are skipped."""
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError as e:
+            raise PoolError(f"image folder {root} cannot be read ({e.strerror}); check its "
+                            "permissions") from None
+        top_files, subdirs = [], []
+        for entry in entries:
+            if _ignored(entry.name):
+                continue
+            if entry.is_dir():
+                why = _repeating_link(entry, root)
+                if why:
+                    self.prescan_skipped.append((entry.name + "/", why))
+                else:
+                    subdirs.append(entry.name)
+            elif entry.is_file():
+                top_files.append(entry.name)
+        return top_files, subdirs
+
     def _walk(self, top: str):
-        for dirpath, dirnames, filenames in os.walk(os.path.join(self.root, top)):
+        def unreadable(e: OSError):
+            rel = os.path.relpath(e.filename, self.root).replace(os.sep, "/")
+            self.prescan_skipped.append(
+                (rel + "/", f"cannot read folder ({e.strerror}): its images are not in the pool; "
+                            "check its permissions"))
+
+        for dirpath, dirnames, filenames in os.walk(os.path.join(self.root, top), onerror=unreadable):
             dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
             rel_dir = os.path.relpath(dirpath, self.root)
             for f in sorted(filenames):
@@ -119,6 +155,18 @@ class FolderPool(Pool):
 
     def load(self, i: int) -> Image.Image:
         return decode_image(self.path(i), invert=self.invert)
+
+    def load_with_digest(self, i: int) -> tuple[Image.Image, str]:
+        data = read_file(self.path(i))
+        digest = content_digest(data)
+        try:
+            return decode_image(data, invert=self.invert), digest
+        except BadImage as e:
+            e.digest = digest
+            raise
+
+    def digest(self, i: int) -> str:
+        return content_digest(read_file(self.path(i)))
 
     def labels(self) -> np.ndarray | None:
         return None if self._labels is None else self._labels.copy()

@@ -15,7 +15,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from adapt.data.base import BadImage, Pool, PoolError
+from adapt.data.base import BadImage, Pool, PoolError, Unreadable
 from adapt.data.decode import array_to_image, as_uint8_images, decode_image
 
 
@@ -94,7 +94,7 @@ class TfdsPool(Pool):
         try:
             value = self._ds[i][self.image_key]
         except Exception as e:  # noqa: BLE001
-            raise BadImage(f"cannot read record: {type(e).__name__}: {e}") from None
+            raise Unreadable(f"cannot read record: {type(e).__name__}: {e}") from None
         if isinstance(value, (bytes, bytearray, memoryview)):
             return decode_image(value, invert=self.invert)
         try:

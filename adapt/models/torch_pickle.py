@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -51,6 +52,11 @@ class _TensorRef:
         ints = (offset, *size, *stride)
         if not all(isinstance(v, int) and v >= 0 for v in ints) or len(size) != len(stride):
             raise pickle.UnpicklingError("tensor rebuild with malformed size/stride")
+        numel = math.prod(size)
+        if numel > max(storage.numel - offset, 0):  # stride 0 or overlapping: refuse before allocating
+            raise pickle.UnpicklingError(
+                f"tensor of shape {tuple(size)} declares {numel} elements but its storage holds "
+                f"{storage.numel} (stride-0 or overlapping tensor): refused, save it with .contiguous()")
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def materialise(self) -> np.ndarray:
