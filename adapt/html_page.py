@@ -9,6 +9,8 @@ import html
 import shlex
 from pathlib import Path
 
+from adapt.report import printable
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1320px;
 padding:12px 20px;color:#222;background:#fff}
@@ -31,8 +33,9 @@ _COMMAND: list[str] | None = None
 
 
 def esc(value) -> str:
-    """Any value as HTML text, quotes escaped too (safe inside attributes)."""
-    return html.escape(str(value), quote=True)
+    """Any value as HTML text, quotes escaped too (safe inside attributes); bytes of a file name that
+    are not UTF-8 become `\\xNN` escapes (`report.printable`), as in report.md."""
+    return html.escape(printable(value), quote=True)
 
 
 def pct(x) -> str:

@@ -106,7 +106,7 @@ SAVER = textwrap.dedent("""
 def test_concurrent_saves_to_one_path_end_with_one_whole_artifact(tmp_path):
     from adapt.artifact import load
 
-    target = tmp_path / "shared" / "classifier"
+    target = tmp_path / "common" / "classifier"
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", SAVER.format(root=ROOT, who=w, path=str(target),
                                                                   go=str(go))],
