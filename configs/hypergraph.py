@@ -44,6 +44,6 @@ def get_config(arg: str = ""):
     a.cca_floor = 1e-4  # drop CCA directions with lambda^4 below this share of the largest
     a.hyper_share = 0.75  # W = (1 - share) cW + share S_hyp
     a.official_delta = False  # hyperedge weight sums negative memberships too (parity)
-    a.center = True  # CL2N on the pool mean for the embedding view
+    a.center = True  # CL2N on the pool mean for the embedding view (not with prototypes=text)
     a.block = 1024
     return config

@@ -5,7 +5,8 @@ directed kNN graph of the pool (`knn` counts the node itself, so each node has k
 solved by the parallel bound updates Y <- softmax(-A + lam W Y) (adapt/graph_bound.py).
 
 Prototype sources (`method_args.prototypes`):
-  text    a_ik = -s x_i . t_k (zero-shot; Y^0 is the zero-shot softmax at scale s, lam on that scale)
+  text    a_ik = -s x_i . t_k on the uncentred pool (zero-shot; Y^0 is the zero-shot softmax at scale s,
+          lam on that scale; `center` applies to image-space prototypes only, spec A.1)
   pseudo  a_ik = |x_i - m_k|^2, m_k = normalize(sum over the 8 pool images with the highest P0_ik
           of P0_ik x_i) (the TransCLIP initialisation; no labels)
   rectified  a_ik = -s x_i . m_k, m_k = normalize(sum_i P0_ik x_i) over the whole pool (P0 at the
