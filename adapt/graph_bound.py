@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from adapt import graph
+from adapt.mesh import pool_sum
 
 
 class BoundResult(NamedTuple):
@@ -30,14 +31,14 @@ def energy_code(y, unary, nb, lam, mask):
     """E_code(Y) over the real rows (mask (Np,))."""
     m = mask[:, None].astype(y.dtype)
     pair = graph.gather_sum(nb, y)
-    return jnp.sum(m * (graph.entropy_xlogx(y) + unary * y - lam * pair * y))
+    return pool_sum(jnp.sum(m * (graph.entropy_xlogx(y) + unary * y - lam * pair * y), axis=1))
 
 
 def energy_half(y, unary, nb, lam, mask):
     """E(Y) = sum y log y + <A, Y> - (lam / 2) <Y, W Y>: the bound's objective for symmetric W."""
     m = mask[:, None].astype(y.dtype)
     pair = graph.gather_sum(nb, y)
-    return jnp.sum(m * (graph.entropy_xlogx(y) + unary * y - 0.5 * lam * pair * y))
+    return pool_sum(jnp.sum(m * (graph.entropy_xlogx(y) + unary * y - 0.5 * lam * pair * y), axis=1))
 
 
 def _clamp(y, clamp_rows, clamp_to):
@@ -78,18 +79,23 @@ def squared_distances(x, protos):
             + jnp.sum(protos * protos, 1)[None, :])
 
 
+def _class_sums(weights, x):
+    """sum_n weights_nc x_n: (C, D), each class by `pool_sum` (the same on any device count)."""
+    return lax.map(lambda w_c: pool_sum(w_c[:, None] * x), weights.T)
+
+
 def hard_means(x, labels, weights, num_classes, fallback):
     """Mean of each cluster's members (weights (N,) zero on padding); empty -> fallback (C, D)."""
     onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype) * weights[:, None]
     count = onehot.sum(0)
-    means = (onehot.T @ x) / jnp.where(count > 0, count, 1.0)[:, None]
+    means = _class_sums(onehot, x) / jnp.where(count > 0, count, 1.0)[:, None]
     return jnp.where((count > 0)[:, None], means, fallback)
 
 
 def soft_means(x, z, weights):
     """sum_p z_pk x_p / sum_p z_pk over the real rows."""
     zw = z * weights[:, None]
-    return (zw.T @ x) / jnp.maximum(zw.sum(0), 1e-30)[:, None]
+    return _class_sums(zw, x) / jnp.maximum(pool_sum(zw), 1e-30)[:, None]
 
 
 @functools.partial(jax.jit, static_argnames=("max_steps",))

@@ -65,11 +65,11 @@ def _mean_sd(total, total_sq, n):
     return mean, jnp.sqrt(jnp.maximum(var, 1e-30))
 
 
-@functools.partial(jax.jit, static_argnames=("m", "block", "mesh"))
-def double_zscore_topk(xa, xb, mask, median, m, proto_rows, *, block=1024, mesh=None):
+@functools.partial(jax.jit, static_argnames=("m", "m_proto", "block", "mesh"))
+def double_zscore_topk(xa, xb, mask, median, m, proto_rows, *, m_proto=None, block=1024, mesh=None):
     """Cross-view hyperedge lists: G(a, b) = exp(-|xa_a - xb_b|^2 / median), z-scored per row, then
     per column (ddof 1, over valid nodes); each row keeps its top m + 1 and drops rank 1; prototype
-    rows (proto_rows: (C,) node ids) keep 9m. Returns (values (N'p, m), ids, proto values (C, 9m),
+    rows (proto_rows: (C,) node ids) keep m_proto (default 9m). Returns (values (N'p, m), ids, proto values (C, 9m),
     proto ids)."""
     n = mask.sum().astype(xa.dtype)
     med = jnp.full((xa.shape[0],), median, xa.dtype)
@@ -82,7 +82,7 @@ def double_zscore_topk(xa, xb, mask, median, m, proto_rows, *, block=1024, mesh=
     val, ids = tile_stream(xa, xb, _top_z_tile, _top_init, (m + 1,), key_mask=mask,
                            query_extra=(med, mu, sd), key_extra=(nu, tau), block=block, mesh=mesh)
     pq = _proto_queries(proto_rows, mesh)
-    pval, pids = tile_stream(xa[pq], xb, _top_z_tile, _top_init, (9 * m + 1,), key_mask=mask,
+    pval, pids = tile_stream(xa[pq], xb, _top_z_tile, _top_init, (9 * m + 1 if m_proto is None else m_proto + 1,), key_mask=mask,
                              query_extra=(med[pq], mu[pq], sd[pq]), key_extra=(nu, tau),
                              block=block, mesh=mesh)
     c = proto_rows.shape[0]

@@ -22,6 +22,24 @@ from adapt.method import Head
 from adapt.distributed import to_host
 
 
+MIN_GRAPH_POOL = 2  # a kNN graph needs at least one neighbour per image
+
+
+def require_graph_pool(n: int, method: str) -> None:
+    """Refuses a pool too small for a graph: a clear error naming the minimum pool size."""
+    if n < MIN_GRAPH_POOL:
+        raise ValueError(f"{method} needs a pool of at least {MIN_GRAPH_POOL} images (each image needs "
+                         f"a neighbour in the graph), got {n}")
+
+
+def centers_with(center: bool, prototype_source: str) -> bool:
+    """Whether a graph method centres the pool: `center` for image-space prototypes (rectified,
+    pseudo), never against the class text embeddings ("text"): centred images against uncentred
+    text embeddings mix two spaces (spec laplacian.md A.1: text mode uses plain L2; ZLaP's
+    official text-classifier graph is on raw cosines)."""
+    return bool(center) and prototype_source != "text"
+
+
 def pool_features(x: jax.Array, mask: jax.Array, center: bool) -> tuple[jax.Array, jax.Array | None]:
     """x (Np, D) rows L2-normalised -> (features (Np, D), mean (D,) or None); padding rows stay 0."""
     if not center:
@@ -32,8 +50,10 @@ def pool_features(x: jax.Array, mask: jax.Array, center: bool) -> tuple[jax.Arra
 
 @jax.jit
 def _soft_means(x, y, mask):
+    """normalize(sum_n w_nc x_n) (C, D), each class summed by `ops.pool_sum` (device-count free)."""
     w = y * mask[:, None].astype(y.dtype)
-    return ops.l2_normalize(jnp.einsum("nc,nd->cd", w, x))
+    sums = jax.lax.map(lambda w_c: ops.pool_sum(w_c[:, None] * x), w.T)
+    return ops.l2_normalize(sums)
 
 
 @jax.jit
@@ -72,6 +92,19 @@ def row_normalize(scores: jax.Array) -> jax.Array:
     s = jnp.maximum(scores, 0.0)
     total = s.sum(axis=1, keepdims=True)
     return jnp.where(total > 0, s / jnp.where(total > 0, total, 1.0), 1.0 / s.shape[1])
+
+
+TIE_TOLERANCE = 1e-5  # scores this close (relative to the row's largest magnitude) are tied
+
+
+def predict(scores: np.ndarray) -> np.ndarray:
+    """scores (N, C) -> (N,) the lowest class index among those within TIE_TOLERANCE x max|row|
+    of the row maximum: numpy's argmax tie-breaking, made deterministic where tied classes differ
+    only by float32 rounding (which changes with the device count)."""
+    scores = np.asarray(scores, np.float64)
+    top = scores.max(axis=1, keepdims=True)
+    scale = np.abs(scores).max(axis=1, keepdims=True)
+    return np.argmax(scores >= top - TIE_TOLERANCE * scale, axis=1)
 
 
 def host_rows(a: jax.Array, n: int) -> np.ndarray:

@@ -58,7 +58,33 @@ def replicate(x, mesh: Mesh):
     return jax.device_put(x, replicated(mesh))
 
 
+def _two_sum(a, b):
+    """(a + b rounded, its exact rounding error) (Knuth's TwoSum)."""
+    s = a + b
+    b_virtual = s - a
+    return s, (a - (s - b_virtual)) + (b - b_virtual)
+
+
+def pool_sum(x: jax.Array) -> jax.Array:
+    """Sum over axis 0 of x (N, ...), correctly rounded to float32 (up to N eps^2 of a rounding
+    boundary): a pairwise tree of double-float (hi, lo) pairs. The result does not depend on the
+    order of the rows, so it is the same on any number of devices (a plain sum of sharded rows is
+    reduced per shard first, and its rounding changes with the device count)."""
+    n = x.shape[0]
+    size = 1 << max(0, (n - 1).bit_length())
+    hi = jnp.concatenate([x, jnp.zeros((size - n, *x.shape[1:]), x.dtype)]) if size > n else x
+    lo = jnp.zeros_like(hi)
+    while hi.shape[0] > 1:
+        h, l_ = hi.reshape(-1, 2, *hi.shape[1:]), lo.reshape(-1, 2, *lo.shape[1:])
+        s, err = _two_sum(h[:, 0], h[:, 1])
+        tail = l_[:, 0] + l_[:, 1] + err
+        hi = s + tail
+        lo = tail - (hi - s)
+    return hi[0]
+
+
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean over real rows of x (Np, D) -> (D,)."""
+    """Mean over real rows of x (Np, D) -> (D,), the same on any number of devices (the sum is
+    `ops.pool_sum`, correctly rounded whatever the row order)."""
     w = mask.astype(x.dtype)
-    return jnp.einsum("n,nd->d", w, x) / jnp.maximum(w.sum(), 1.0)
+    return pool_sum(w[:, None] * x) / jnp.maximum(w.sum(), 1.0)

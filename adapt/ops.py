@@ -7,6 +7,10 @@ import jax.numpy as jnp
 from adapt import mesh as mesh_lib
 
 
+CENTRED_FLOOR = 1e-5  # |x - mu| below this (unit rows) is rounding of the mean, not a direction
+pool_sum = mesh_lib.pool_sum  # the device-count-free sum over pool rows
+
+
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
     return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
 
@@ -21,7 +25,9 @@ def zero_shot_logits(x: jax.Array, class_weights: jax.Array, scale: float) -> ja
 def centered(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Subtracts the mean of the real rows and renormalises: x (Np, D) -> (Np, D), mean (D,).
 
-    Padding rows stay zero."""
+    Padding rows stay zero, and so do rows within CENTRED_FLOOR of the mean (a pool of identical
+    images): their residual is float32 rounding, whose direction would be noise."""
     mu = mesh_lib.masked_mean(x, mask)
-    out = l2_normalize(x - mu) * mask[:, None].astype(x.dtype)
-    return out, mu
+    residual = x - mu
+    keep = (jnp.linalg.norm(residual, axis=-1) > CENTRED_FLOOR) & mask
+    return jnp.where(keep[:, None], l2_normalize(residual), 0.0), mu

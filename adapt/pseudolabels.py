@@ -2,8 +2,16 @@
 
 `per_class_topk` is the clean, order-independent, single-label per-class top-K: for each class c
 the K images with the highest P_ic among the images whose argmax is c. A class with no argmax image
-takes the images ranked 2nd for it, then 3rd (NoLA's fallback), among images not already chosen;
-if that fails too it raises. Ties are broken by the lower pool index.
+takes the images ranked 2nd for it, then 3rd (NoLA's fallback), among images not already chosen.
+Classes are served in order and an image keeps the first label it got (NoLA's "first occurrence
+kept"; every argmax class comes first), so a class whose 2nd/3rd-choice images are all taken
+stays short, with count 0 (the spec: "a class left with fewer than K images stays short and is
+reported"; `fallback` names the rank looked at). Only a class that is nobody's 1st, 2nd or 3rd
+prediction raises. Ties are broken by the lower pool index.
+
+GRIP's K (`grip_k`) is the spec's floor((r + 1) N / (10 C)), which is 0 on small pools (N = 37,
+C = 10, round 1); `schedule` raises such a round to K = 1 (declared deviation: a round with K = 0
+would train on nothing; one image per class is the smallest round that trains).
 """
 from __future__ import annotations
 
@@ -50,15 +58,18 @@ def per_class_topk(probs: np.ndarray, k: int, *, fallback: bool = True) -> Selec
         if not fallback:
             chosen[cls] = np.zeros(0, np.int64)
             continue
-        for rank in (1, 2):
-            cand = np.flatnonzero((ranks[:, rank] == cls) & ~taken) if rank < c else np.zeros(0, np.int64)
+        ranked_by = [rank for rank in (1, 2) if rank < c and np.any(ranks[:, rank] == cls)]
+        if not ranked_by:
+            raise EmptyClassError(f"class {cls} is nobody's 1st, 2nd or 3rd prediction: no pseudo-label")
+        chosen[cls] = np.zeros(0, np.int64)  # every candidate already chosen: the class stays short
+        used[cls] = ranked_by[-1] + 1
+        for rank in ranked_by:
+            cand = np.flatnonzero((ranks[:, rank] == cls) & ~taken)
             if len(cand):
                 chosen[cls] = _ranked(probs[:, cls], cand, k)
                 taken[chosen[cls]] = True
                 used[cls] = rank + 1
                 break
-        else:
-            raise EmptyClassError(f"class {cls} is nobody's 1st, 2nd or 3rd prediction: no pseudo-label")
     idx = np.concatenate([chosen[c_] for c_ in range(c)]).astype(np.int64)
     lab = np.concatenate([np.full(len(chosen[c_]), c_) for c_ in range(c)]).astype(np.int32)
     return Selection(idx, lab, np.array([len(chosen[c_]) for c_ in range(c)]), used)

@@ -10,6 +10,16 @@ are the rectified ones ZLaP and LaplacianShot use (soft pool means of the class 
 experiments/graph_methods/README.md section 1c. The argument after ':' is a pool preset (fashion_mnist,
 fashion_mnist_inverted, textile, digits); without one, give a folder with `--set pool.path=DIR`.
 
+Trade-off of P (issue 19, stated, not resolved by a rule): more propagations smooth the scores
+towards the graph's dominant eigenvector. On this model's Fashion-MNIST pools 20 helped (held-out
+train pool, text prototypes: +3.5 / +2.6 points against -4.3 / -3.9 with 1); an independent check
+found 20 far below 1 on clean synthetic clusters (0.84 / 0.87 / 0.53 against 1.00 / 0.975 /
+0.964), but those pools had N <= 500, where the prototype refinement then averaged the whole pool.
+With the refinement capped at N // C rows, five clustered synthetic pools give P = 20 within -1.7 /
++2.0 points of P = 1 (experiments/graph_methods/propagations_synthetic.py; README section 1d).
+Use `--set method_args.propagations=1` (the spec's single propagation) for pools of
+well-separated clusters.
+
 Views: "auto" = the embedding and every extra image view the model offers (the offline default:
 imagenet_probs; the two-view setting the issue gives calibration numbers for), plus the semantic
 text view when the model has no extra view (CLIP); "all" adds the text view; or a list such as
@@ -34,6 +44,6 @@ def get_config(arg: str = ""):
     a.cca_floor = 1e-4  # drop CCA directions with lambda^4 below this share of the largest
     a.hyper_share = 0.75  # W = (1 - share) cW + share S_hyp
     a.official_delta = False  # hyperedge weight sums negative memberships too (parity)
-    a.center = True  # CL2N on the pool mean for the embedding view
+    a.center = True  # CL2N on the pool mean for the embedding view (not with prototypes=text)
     a.block = 1024
     return config

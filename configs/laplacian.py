@@ -25,7 +25,7 @@ def get_config(arg: str = ""):
     a.knn = 3  # neighbours including the node itself (knn - 1 binary out-edges)
     a.lam = 2.0  # LaplacianShot's Laplacian weight (text mode: on the logit scale s)
     a.scale = 30.0  # s in a_ik = -s x.t_k; 0 = the model's logit scale
-    a.center = True  # CL2N on the pool mean
+    a.center = True  # CL2N on the pool mean (rectified / pseudo prototypes; text mode always uses plain L2)
     a.max_iters = 20
     a.tol = 1e-6
     a.slk_lam = 0.5  # SLK's Laplacian weight (its unary is a squared distance, not a logit)

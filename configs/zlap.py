@@ -27,6 +27,6 @@ def get_config(arg: str = ""):
     a.scale_sim = True  # min-max scaling of kept similarities (the official proxy classifiers)
     a.tol = 1e-6  # series truncation bound (or CG relative tolerance)
     a.solver = "series"  # series | cg
-    a.center = True  # CL2N: centre the pool on its mean before the graph
+    a.center = True  # CL2N: centre the pool on its mean before the graph (not with classifier=text)
     a.block = 1024  # rows per kNN tile
     return config

@@ -51,12 +51,20 @@ def _nodes(views, protos, means, projs, mask, *, pad):
     return jnp.stack(rows)
 
 
+def refine_count(refine_top: int, n: int, c: int) -> int:
+    """T of the prototype refinement: min(refine_top, max(1, N // C)). The official T = 500 comes
+    from AwA (N = 6,180, C = 10: 618 images per class) and is unchanged there and on Fashion-MNIST
+    (N // C = 1,000); on pools with fewer than T images per class a plain min(T, N) would make
+    every prototype the pool mean (a deviation, declared: never more rows than one class's share)."""
+    return min(refine_top, max(1, n // c))
+
+
 def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
     """views: list of (Np, d_i) pool views; protos: list of (C, d_i) or None. Returns the node
     embeddings (V, N'p, r) row-normalised (pool rows, then C prototypes, then padding), node_mask,
     the prototype start row and CCA info."""
     np_rows, c = views[0].shape[0], next(p for p in protos if p is not None).shape[0]
-    top = min(int(refine_top), int(to_host(mask).sum()))
+    top = refine_count(int(refine_top), int(to_host(mask).sum()), c)
     protos = [None if p is None else graph_cca.refine_prototypes(v, mask, jnp.asarray(p), top=top)
               for v, p in zip(views, protos)]
     means, projs, lam, *_ = graph_cca.multiview_cca(views, mask, cca_floor)
@@ -69,12 +77,19 @@ def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
     return nodes, node_mask, np_rows, {"cca_dims": int(lam.size), "cca_top_eigenvalue": float(lam[0])}
 
 
-@functools.partial(jax.jit, static_argnames=("k", "start", "c", "mesh", "block"))
-def view_kernel_lists(x, node_mask, median, k, start, c, mesh, block):
-    """Per-view Gaussian kNN lists: each row's top k after skipping rank 1 (itself), prototypes 9k."""
+def list_widths(k: int, nodes: int) -> tuple[int, int]:
+    """(instance, prototype) kNN list widths: k and 9k, capped at the other nodes (nodes - 1)
+    so that pools smaller than 9k + 1 nodes keep every node (the official code assumes N' > 9k)."""
+    return min(k, nodes - 1), min(9 * k, nodes - 1)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "k_proto", "start", "c", "mesh", "block"))
+def view_kernel_lists(x, node_mask, median, k, k_proto, start, c, mesh, block):
+    """Per-view Gaussian kNN lists: each row's top k after skipping rank 1 (itself), prototypes
+    k_proto (9k, `list_widths`)."""
     s, ids = blocked_knn(x, x, k + 1, block=block, key_mask=node_mask, mesh=mesh)
     pq = graph_hyper._proto_queries(start + jnp.arange(c, dtype=jnp.int32), mesh)
-    ps, pids = blocked_knn(x[pq], x, 9 * k + 1, block=block, key_mask=node_mask, mesh=mesh)
+    ps, pids = blocked_knn(x[pq], x, k_proto + 1, block=block, key_mask=node_mask, mesh=mesh)
     val, pval = graph_hyper.kernel(s, median), graph_hyper.kernel(ps, median)
     return graph_hyper.kept_lists(val[:, 1:], ids[:, 1:], pval[:c, 1:], pids[:c, 1:], node_mask, start, c)
 
@@ -129,8 +144,9 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
     n_views, c = nodes.shape[0], next(p for p in protos if p is not None).shape[0]
     med = functools.partial(graph_cca.pair_median, mask=node_mask, exact_limit=median_exact_limit,
                             samples=median_samples, seed=seed)
+    k, k_proto = list_widths(int(k), int(to_host(node_mask).sum()))
     view_lists = [view_kernel_lists(nodes[i], node_mask, med(nodes[i], nodes[i], same_view=True),
-                                    k, start, c, mesh, block) for i in range(n_views)]
+                                    k, k_proto, start, c, mesh, block) for i in range(n_views)]
     pg = graph_cca.view_agreement_weights(nodes, node_mask)
     prior = jnp.ones(n_views) if priors is None else jnp.asarray(priors, jnp.float32)
     proto_rows = start + jnp.arange(c, dtype=jnp.int32)
@@ -141,7 +157,7 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
                 continue
             m = med(nodes[i], nodes[j], same_view=False)
             lists = graph_hyper.kept_lists(*graph_hyper.double_zscore_topk(
-                nodes[i], nodes[j], node_mask, m, k, proto_rows, block=block, mesh=mesh),
+                nodes[i], nodes[j], node_mask, m, k, proto_rows, m_proto=k_proto, block=block, mesh=mesh),
                 node_mask, start, c)
             pairs.append((lists, *graph_hyper.hyperedge_stats(lists, official_delta=official_delta)))
     b = jnp.zeros((nodes.shape[1], c)).at[proto_rows, jnp.arange(c)].set(1.0)
@@ -207,7 +223,9 @@ def make(config) -> Method:
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
-        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
+        graph_outputs.require_graph_pool(n, "hypergraph")
+        centered = graph_outputs.centers_with(bool(args.center), args.prototypes)
+        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
         names, views, protos = _views(inputs, x, list(args.views), args.prototypes)
         priors = list(args.view_priors) or None
         if priors is not None and len(priors) != len(views):
@@ -221,10 +239,10 @@ def make(config) -> Method:
         probs_dev = graph_outputs.row_normalize(z)
         probs = graph_outputs.host_rows(probs_dev, n)
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
-        pred = graph_outputs.host_rows(f, n).argmax(1)
+        pred = graph_outputs.predict(graph_outputs.host_rows(f, n))
         metrics = {"views": names, "prototypes": args.prototypes, "k": int(args.k),
                    "alpha": float(args.alpha), "iterations": 1,
-                   "propagations": int(args.propagations), "centered": bool(args.center), **info,
+                   "propagations": int(args.propagations), "centered": centered, **info,
                    "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)"}
         return MethodOutputs(probs, pred, head, TRANSDUCTIVE, metrics)
 

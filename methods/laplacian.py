@@ -9,7 +9,8 @@ directed kNN graph of the pool (`knn` counts the node itself, so each node has k
 solved by the parallel bound updates Y <- softmax(-A + lam W Y) (adapt/graph_bound.py).
 
 Prototype sources (`method_args.prototypes`):
-  text    a_ik = -s x_i . t_k (zero-shot; Y^0 is the zero-shot softmax at scale s, lam on that scale)
+  text    a_ik = -s x_i . t_k on the uncentred pool (zero-shot; Y^0 is the zero-shot softmax at scale s,
+          lam on that scale; `center` applies to image-space prototypes only, spec A.1)
   pseudo  a_ik = |x_i - m_k|^2, m_k = normalize(sum over the 8 pool images with the highest P0_ik
           of P0_ik x_i) (the TransCLIP initialisation; no labels)
   rectified  a_ik = -s x_i . m_k, m_k = normalize(sum_i P0_ik x_i) over the whole pool (P0 at the
@@ -41,7 +42,8 @@ PSEUDO_TOP = 8
 
 def knn_graph(x, mask, knn, mesh=None, block=1024, unit_norm=True):
     """Binary directed kNN W (self excluded, knn - 1 out-edges), Euclidean on the features:
-    inner-product ranking for unit rows, the augmented form otherwise."""
+    inner-product ranking for unit rows, the augmented form otherwise. The method passes
+    knn = min(knn, N) (the official sklearn search cannot ask for more neighbours than rows)."""
     search = blocked_knn if unit_norm else euclidean_knn
     _, idx = search(x, x, knn - 1, exclude_self=True, block=block, key_mask=mask, mesh=mesh)
     return graph.from_knn(idx, jnp.ones(idx.shape, x.dtype), mask)
@@ -53,12 +55,31 @@ def text_unary(x, class_weights, scale):
     return -scale * x @ class_weights.T
 
 
+def log_odds_against(logits):
+    """u_ik = logsumexp_{j != k} z_ij - z_ik for logits z (N, C): P_ik = softmax_k(z_i) = 1 / (1 + e^u),
+    so u ranks rows like -P_ik without saturating where float32 rounds P_ik to exactly 1.0."""
+    top = jnp.max(logits, axis=1, keepdims=True)
+    is_top = jax.nn.one_hot(jnp.argmax(logits, axis=1), logits.shape[1], dtype=bool)
+    second = jnp.max(jnp.where(is_top, -jnp.inf, logits), axis=1, keepdims=True)
+    others_of_top = jnp.sum(jnp.where(is_top, 0.0, jnp.exp(logits - second)), axis=1, keepdims=True)
+    total = jnp.sum(jnp.exp(logits - top), axis=1, keepdims=True)  # >= 1; minus one non-top term stays >= 1
+    rest = jnp.maximum(total - jnp.exp(logits - top), 1.0)
+    return jnp.where(is_top, second + jnp.log(others_of_top), top + jnp.log(rest)) - logits
+
+
 @jax.jit
 def pseudo_prototypes(x, mask, class_weights, scale):
-    """m_k = normalize(sum_{top-8 pool rows by P0_ik} P0_ik x_i): (C, D)."""
-    p0 = jax.nn.softmax(scale * x @ class_weights.T, axis=1)
-    top_p, top_i = lax.top_k(jnp.where(mask[:, None], p0, -1.0).T, PSEUDO_TOP)  # (C, 8)
-    protos = jnp.einsum("ck,ckd->cd", jnp.maximum(top_p, 0.0), x[top_i])
+    """m_k = normalize(sum_{top-8 pool rows by P0_ik} P0_ik x_i): (C, D).
+
+    Rows are ranked by `log_odds_against` of the logits, not by the float32 P0_ik: with few classes
+    many confident rows saturate to P0 = 1.0 and the tie would go to the lowest pool indices
+    (pool-order dependence). The weights stay P0_ik. Fewer than 8 rows: all real rows."""
+    logits = scale * x @ class_weights.T
+    p0 = jax.nn.softmax(logits, axis=1)
+    odds = jnp.where(mask[:, None], log_odds_against(logits), jnp.inf)
+    _, top_i = lax.top_k(-odds.T, min(PSEUDO_TOP, x.shape[0]))  # (C, top)
+    weights = jnp.take_along_axis(p0.T, top_i, axis=1) * mask[top_i]
+    protos = jnp.einsum("ck,ckd->cd", weights, x[top_i])
     return protos / jnp.maximum(jnp.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
 
 
@@ -93,12 +114,12 @@ def few_shot_unary(x, mask, support, support_labels, num_classes, rectify=False)
     return graph_bound.squared_distances(x, protos), x, protos
 
 
-def _metrics(args, iterations, energies, extra):
+def _metrics(args, centered, iterations, energies, extra):
     trace = to_host(energies).astype(np.float64)
     trace = trace[np.isfinite(trace)]
     lam = float(args.lam if args.variant == "lshot" else args.slk_lam)
     return {"variant": args.variant, "prototypes": args.prototypes, "knn": int(args.knn),
-            "lambda": lam, "centered": bool(args.center), "iterations": int(iterations),
+            "lambda": lam, "centered": centered, "iterations": int(iterations),
             "energy": graph_outputs.summary(trace), "predictions_setting": TRANSDUCTIVE,
             "head": "soft class means (inductive)", **extra}
 
@@ -117,9 +138,15 @@ def make(config) -> Method:
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
-        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
+        graph_outputs.require_graph_pool(n, "laplacian")
+        c = int(inputs.class_weights.shape[0])
+        if args.variant == "slk" and n < c:  # k-means with more clusters than points
+            raise ValueError(f"laplacian variant slk needs a pool of at least {c} images (one per "
+                             f"cluster, C = {c}), got {n}")
+        centered = graph_outputs.centers_with(bool(args.center), args.prototypes)
+        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
         scale = float(args.scale) or float(inputs.logit_scale)
-        nb = knn_graph(x, inputs.mask, int(args.knn), inputs.mesh, int(args.block))
+        nb = knn_graph(x, inputs.mask, min(int(args.knn), n), inputs.mesh, int(args.block))
         lam = float(args.lam)
         if args.prototypes == "pseudo":
             protos = pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale)
@@ -132,7 +159,7 @@ def make(config) -> Method:
             res = graph_bound.bound_update(unary, nb, lam, inputs.mask, max_iters=int(args.max_iters),
                                            tol=float(args.tol))
             y, extra = res.y, {}
-            metrics = _metrics(args, res.iterations, res.energies, extra)
+            metrics = _metrics(args, centered, res.iterations, res.energies, extra)
         else:
             no_support = jnp.zeros_like(inputs.mask)
             edges = float(to_host(nb.w.sum())) if args.bandwidth == "edges" else 5.0 * n
@@ -144,11 +171,11 @@ def make(config) -> Method:
                                 max_outer=int(args.slk_max_outer), tol=float(args.slk_tol),
                                 bound_iters=int(args.slk_bound_iters))
             y = res.y
-            metrics = _metrics(args, res.iterations, res.energies,
+            metrics = _metrics(args, centered, res.iterations, res.energies,
                                {"slk_step": args.slk_step, "empty_cluster_guard": bool(res.emptied),
                                 "sigma2": float(sigma2)})
         probs = graph_outputs.host_rows(y, n)
         head = graph_outputs.soft_mean_head(x, y, inputs.mask, mean, inputs.logit_scale)
-        return MethodOutputs(probs, probs.argmax(1), head, TRANSDUCTIVE, metrics)
+        return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)
 
     return Method("laplacian", DESCRIPTION, run)

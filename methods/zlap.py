@@ -142,8 +142,13 @@ def sparsify_top1(z: jax.Array) -> jax.Array:
 def inductive_scores(state: ZlapState, x_new, sparse=False, mesh=None, block=1024):
     """Scores (M, C) of new images x_new (M, D) (already in the pool's feature space), not added
     to the graph: Z_all^T y_x with y_x the k image neighbours (no self exclusion) and the class
-    edges of x, weighted exactly as the pool's edges."""
+    edges of x, weighted exactly as the pool's edges. Any M: the rows are padded to a multiple
+    of the device count for the kNN and the padding dropped."""
+    m = x_new.shape[0]
+    devices = 1 if mesh is None else mesh.devices.size
+    x_new = jnp.pad(jnp.asarray(x_new), ((0, (-m) % devices), (0, 0)))  # rows split over the mesh
     sim, idx = blocked_knn(x_new, state.pool, state.k, block=block, key_mask=state.mask, mesh=mesh)
+    sim, idx, x_new = sim[:m], idx[:m], x_new[:m]
     keep = idx >= 0
     w_img = _edge_weights(sim, keep, state.sim_range, state.scale_sim, 1.0)
     cls_ids, cls_sim, cls_keep = class_edges(x_new, state.classifier, state.k,
@@ -169,10 +174,12 @@ def make(config) -> Method:
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
-        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, bool(args.center))
+        graph_outputs.require_graph_pool(n, "zlap")
+        centered = graph_outputs.centers_with(bool(args.center), args.classifier)
+        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
         classifier = graph_outputs.class_prototypes(args.classifier, x, inputs.mask,
                                                     inputs.class_weights, inputs.logit_scale)
-        state, g, info = transductive(x, inputs.mask, classifier, k=k, gamma=gamma,
+        state, g, info = transductive(x, inputs.mask, classifier, k=min(k, n), gamma=gamma,
                                       alpha=alpha, tol=float(args.tol), solver=args.solver,
                                       scale_sim=bool(args.scale_sim), mesh=inputs.mesh,
                                       block=int(args.block))
@@ -186,7 +193,7 @@ def make(config) -> Method:
         iters = to_host(info["iterations"])
         metrics = {
             "classifier": args.classifier,
-            "graph": {"k": k, "gamma": gamma, "alpha": alpha, "centered": bool(args.center),
+            "graph": {"k": min(k, n), "gamma": gamma, "alpha": alpha, "centered": centered,
                       "image_edges": int(to_host(jnp.sum(g.images.w > 0))),
                       "class_edges": int(to_host(jnp.sum(g.classes > 0)))},
             "solver": args.solver, "series_terms": info["terms"],
@@ -195,6 +202,6 @@ def make(config) -> Method:
             "isolated_classes": isolated,
             "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)",
         }
-        return MethodOutputs(probs, probs.argmax(1), head, TRANSDUCTIVE, metrics)
+        return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)
 
     return Method("zlap", DESCRIPTION, run)

@@ -63,7 +63,8 @@ def tmv_hlp(views, protos, k=10, alpha=0.35, refine_top=500, cca_floor=0.0, prio
             refined.append(None)
             continue
         cos = _unit_rows(np.asarray(p, np.float64)) @ _unit_rows(v).T
-        top = np.argsort(-cos, axis=1, kind="stable")[:, :min(refine_top, n)]
+        # T = min(refine_top, N // C): never more than one class's share (issue 19)
+        top = np.argsort(-cos, axis=1, kind="stable")[:, :min(refine_top, max(1, n // len(p)))]
         refined.append(v[top].mean(1))
     means, projs, _ = cca(views, cca_floor)
     emb = [(v - m) @ w for v, m, w in zip(views, means, projs)]

@@ -143,8 +143,37 @@ def test_rectified_prototypes_replace_the_embedding_view_prototypes():
     np.testing.assert_array_equal(out.predictions, f.argmax(1))
     assert out.metrics["prototypes"] == "rectified"
     text = _run(x, t, extra, extra_protos, 8, prototypes="text", views=["embedding", "extra"])
-    f, _ = ref.tmv_hlp([xc, extra], [t, extra_protos], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
+    # text prototypes pair with the uncentred embedding view (issue 19 item 5)
+    f, _ = ref.tmv_hlp([x, extra], [t, extra_protos], k=K, alpha=0.35, refine_top=10, cca_floor=0.0,
                        propagations=20)
     np.testing.assert_array_equal(text.predictions, f.argmax(1))
+    assert text.metrics["centered"] is False and out.metrics["centered"] is True
     with pytest.raises(ValueError, match="prototypes"):
         _run(x, t, extra, extra_protos, 1, prototypes="means")
+
+
+def test_prototype_refinement_never_averages_more_than_one_class_share():
+    """Issue 19: refine_top 500 on a pool of N <= 500 made every prototype the pool mean (noise
+    predictions that differed between devices). T = min(refine_top, N // C); the restatement
+    follows the same rule, and 1 and 8 devices agree at N = 200, C = 3."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(3, 10))
+    labels = rng.integers(0, 3, 200)
+    x = centres[labels] + 0.6 * rng.normal(size=(200, 10))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    t = (centres / np.linalg.norm(centres, axis=1, keepdims=True)).astype(np.float32)
+    mesh = [mesh_lib.make_mesh(d) for d in (1, 8)]
+
+    def predictions(m):
+        config = load_config("configs/hypergraph.py")
+        xs, mask = mesh_lib.shard_rows(x, m)
+        texts = ClassTexts(t, None, None, [[]] * 3, [[]] * 3)
+        inputs = MethodInputs(xs, mask, mesh_lib.replicate(t, m), 10.0, {"embedding": xs}, texts, m,
+                              jax.random.key(0))
+        return hypergraph.make(config).run(inputs).predictions
+
+    one, eight = predictions(mesh[0]), predictions(mesh[1])
+    np.testing.assert_array_equal(one, eight)
+    assert (one == labels).mean() > 0.9  # well-separated clusters: not noise
+    assert hypergraph.refine_count(500, 6180, 10) == 500  # the official AwA setting is unchanged
+    assert hypergraph.refine_count(500, 200, 3) == 66 and hypergraph.refine_count(500, 2, 4) == 1

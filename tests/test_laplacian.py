@@ -213,3 +213,52 @@ def test_rectified_prototypes_enter_the_text_mode_unary():
     lap = _run(x, t, 8, prototypes="rectified")
     np.testing.assert_array_equal(lap.predictions, _run(x, t, 1, prototypes="rectified").predictions)
     assert lap.metrics["prototypes"] == "rectified"
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_soft_labels_agree_to_1e5_on_1_and_8_devices(seed):
+    """Issue 19 item 4: on base, seed 5 differed by 2.3e-4 (the pool mean and the rectified soft
+    means were summed per shard); the pool sums are now correctly rounded whatever the order."""
+    x, t, _ = _data(seed)
+    one, eight = _run(x, t, 1), _run(x, t, 8)
+    assert np.abs(one.probs - eight.probs).max() < 1e-5
+
+
+def test_pseudo_prototypes_do_not_depend_on_pool_order_when_probabilities_saturate():
+    """Issue 19 item 1: two well-separated classes at scale 100 saturate P0 to exactly 1.0 in
+    float32 for most rows; the top 8 must be the 8 most confident rows (float64 restatement),
+    not the 8 lowest pool indices."""
+    rng = np.random.default_rng(7)
+    centers = np.eye(2, 6) * 3.0
+    labels = rng.integers(0, 2, 120)
+    x = centers[labels] + 0.3 * rng.normal(size=(120, 6))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    t = np.eye(2, 6, dtype=np.float32)
+    mesh = mesh_lib.make_mesh(8)
+
+    def protos(rows):
+        xs, mask = mesh_lib.shard_rows(rows, mesh)
+        return np.asarray(laplacian.pseudo_prototypes(xs, mask, jnp.asarray(t), 100.0))
+
+    assert (jax.nn.softmax(100.0 * x @ t.T, axis=1) == 1.0).sum() > 16  # saturation does happen
+    logits = 100.0 * x.astype(np.float64) @ t.T.astype(np.float64)
+    p0 = ref.softmax_rows(logits)
+    want = np.zeros((2, 6))
+    for c in range(2):  # P0_ic ranks like the logit margin over the other class (no saturation)
+        margin = logits[:, c] - logits[:, 1 - c]
+        top = np.argsort(-margin, kind="stable")[:8]
+        want[c] = (p0[top, c, None] * x[top]).sum(0)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(protos(x), want, atol=1e-5)
+    perm = np.random.default_rng(1).permutation(120)
+    np.testing.assert_allclose(protos(x[perm]), want, atol=1e-5)
+
+
+def test_text_prototypes_pair_with_the_uncentred_pool():
+    """Issue 19 item 5 (spec laplacian.md A.1 and its lambda = 0 check): text mode uses plain L2,
+    so with lambda 0 it is the zero-shot softmax of the raw pool at scale s, whatever `center`."""
+    x, t, _ = _data()
+    out = _run(x, t, 8, prototypes="text", lam=0.0, scale=10.0)
+    want = np.exp(10.0 * x @ t.T - (10.0 * x @ t.T).max(1, keepdims=True))
+    np.testing.assert_allclose(out.probs, want / want.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+    assert out.metrics["centered"] is False and out.head.center is None

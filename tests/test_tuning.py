@@ -81,6 +81,20 @@ def test_fallback_takes_rank2_then_rank3_then_fails():
         pseudolabels.per_class_topk(np.array([[0.5, 0.3, 0.2, 0.0]] * 3), 1)
 
 
+def test_fallback_class_whose_candidates_are_all_taken_stays_short_instead_of_raising():
+    """Issue 19 item 2: class 2 is the 3rd choice of three images that classes 0 and 1 already
+    took (and nobody's 1st or 2nd); the spec's fallback gives a selection, class 2 short (0)."""
+    probs = np.array([[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.3, 0.6, 0.1]])
+    sel = pseudolabels.per_class_topk(probs, 16)
+    assert sel.counts.tolist() == [2, 1, 0] and sel.fallback == {2: 3}
+    assert dict(zip(sel.indices.tolist(), sel.labels.tolist())) == {0: 0, 1: 0, 2: 1}
+
+
+def test_grip_schedule_declares_its_floor_of_one():
+    assert pseudolabels.grip_k(37, 10, 0) == 0  # the spec's formula
+    assert pseudolabels.schedule("grip", 37, 10)[0] == 1  # raised to 1 (declared in the module)
+
+
 def test_grip_schedule():
     assert pseudolabels.schedule("grip", 1000, 10) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
     assert pseudolabels.grip_k(1000, 10, 12) == 100  # capped at N / C
