@@ -1,8 +1,9 @@
 """adapt run configs/musc.py:defects,Trouser --workdir runs/musc_trouser
 
 MuSc zero-shot anomaly scoring of one pool (one product category). The argument after ':' is a pool
-preset of configs/common.py (textile, ...), or `defects,CLASS` for the seeded CutPaste pool of one
-Fashion-MNIST class (adapt/data/defects.py: 270 normal + 15 defect images, dark on white, 224 px);
+preset of configs/common.py (textile, ...), or `defects,CLASS[,RATIO]` for the seeded CutPaste pool of
+one Fashion-MNIST class (adapt/data/defects.py: 270 normal + 15 defect images, dark on white, 224 px;
+RATIO, e.g. 0.35, sets the defective share of the 285 instead);
 without one, give a folder with `--set pool.path=DIR`: a class folder named good / normal / nominal
 is the normal class (labels are for evaluation only).
 
@@ -26,9 +27,11 @@ def get_config(arg: str = ""):
     preset, _, rest = (arg or "").partition(",")
     config = base_config("musc", "" if preset == "defects" else arg)
     if preset == "defects":
+        name, _, ratio = rest.partition(",")
         config.pool.kind = "defects"
-        config.pool.name = rest or DEFECT_CLASSES[0]
+        config.pool.name = name or DEFECT_CLASSES[0]
         config.pool.invert = True
+        config.pool.defect_ratio = float(ratio or 0.0)  # 0 = the standard 15 of 285
     config.embed.batch_size = 32
     a = config.method_args
     a.layers = []  # model layer ids; [] = model default (see adapt.patches.default_layers)
