@@ -36,10 +36,11 @@ def get_config(arg: str = ""):
     a = config.method_args
     a.layers = []  # model layer ids; [] = model default (see adapt.patches.default_layers)
     a.degrees = []  # LNAMD r (odd); [] = model default ((1, 3, 5) ViT, (3,) offline CNN)
-    a.frac = 0.3  # MSM: mean of the ranks [frac_min, frac) * (N - 1) of the nearest distances
+    a.frac = 0.0  # MSM: mean of the ranks [frac_min, frac) * (N - 1); 0 = model default (see above)
     a.frac_min = 0.0
     a.rounding = "floor_min1"  # floor (official; K = 0 is an error) | floor_min1 | ceil
-    a.k_list = [1, 2, 3]  # RsCIN windows; [] switches RsCIN off
+    a.k_list = [1, 2, 3]  # RsCIN windows (used when RsCIN is on); [] switches RsCIN off
+    a.rscin = "auto"  # auto = model default (see above) | on | off
     a.schedule = "auto"  # auto | symmetric | stream | same_position
     a.precision = "float32"  # float32 (reference) | bfloat16
     a.block = 0  # images per MSM block; 0 = from tile_mb
@@ -49,6 +50,4 @@ def get_config(arg: str = ""):
     a.normal_class = ""  # evaluation only; "" = a class named good / normal / nominal / ok
     a.plot_images = 8
     a.save_maps = False
-    if preset == "defects":
-        a.k_list = []  # RsCIN off for rare defects: chosen on held-out pools (see the docstring)
     return config

@@ -76,10 +76,14 @@ class Settings:
 def settings_from_config(config) -> Settings:
     args = config.method_args
     fields = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(args.keys()) - fields - {"save_maps", "plot_images", "normal_class"})
+    unknown = sorted(set(args.keys()) - fields - {"save_maps", "plot_images", "normal_class", "rscin"})
     if unknown:
         raise KeyError(f"unknown musc method_args {unknown}; known: {sorted(fields)}")
     kw = {k: args[k] for k in fields if k in args}
+    if "frac" in kw and not kw["frac"]:
+        del kw["frac"]  # 0 = the model's default window, resolved by the job (adapt.patches)
+    if str(args.get("rscin", "auto")) == "off":
+        kw["k_list"] = ()
     for k in ("layers", "degrees", "k_list"):
         if k in kw:
             kw[k] = tuple(int(v) for v in kw[k])

@@ -325,6 +325,24 @@ def test_patch_maps_from_each_kind_of_model():
         patch_maps(object(), x, (1,))
 
 
+def test_window_and_rscin_come_from_the_model():
+    from types import SimpleNamespace
+
+    from adapt import patches
+    from adapt.anomaly import model_scoring_defaults
+
+    vit = SimpleNamespace(patch_tokens=None)
+    cnn = FakePatchModel()
+    s = musc.Settings()
+    assert model_scoring_defaults({}, s, vit) == {"frac": 0.3}  # the spec's window, RsCIN on
+    want_cnn = {"frac": patches.CNN_WINDOW, **({} if patches.CNN_RSCIN else {"k_list": ()})}
+    assert model_scoring_defaults({}, s, cnn) == want_cnn
+    assert model_scoring_defaults({"frac": 0.2, "rscin": "on"}, s, cnn) == {}
+    assert model_scoring_defaults({"frac": 0.2, "rscin": "off"}, s, vit) == {"k_list": ()}
+    with pytest.raises(ValueError, match="rscin"):
+        model_scoring_defaults({"rscin": "maybe"}, s, vit)
+
+
 def test_config_and_settings():
     from adapt.config import load_config
 
@@ -333,9 +351,12 @@ def test_config_and_settings():
     assert c.pool.defect_ratio == 0.0
     assert load_config("configs/musc.py:defects,Bag,0.35").pool.defect_ratio == 0.35
     s = musc.settings_from_config(c)
-    assert s.frac == 0.3 and s.k_list == () and s.precision == "float32"  # defects: RsCIN off
-    s = musc.settings_from_config(load_config("configs/musc.py:textile"))
-    assert s.k_list == (1, 2, 3)  # every other pool keeps the spec's windows
+    assert s.frac == 0.3 and s.k_list == (1, 2, 3) and s.precision == "float32"  # spec placeholders
+    # one default for every pool kind: the window and RsCIN come from the model (issue 21)
+    folder = load_config("configs/musc.py")
+    assert dict(folder.method_args) == dict(c.method_args)
+    folder.method_args.rscin = "off"
+    assert musc.settings_from_config(folder).k_list == ()
     with pytest.raises(ValueError, match="odd"):
         musc.Settings(degrees=(2,))
     with pytest.raises(ValueError, match="schedule"):

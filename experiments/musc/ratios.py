@@ -59,7 +59,7 @@ def window_means(sorted_d, fracs):
     return out
 
 
-def evaluate_pool(cls, ratio, seed, split, strides, model, mesh):
+def evaluate_pool(cls, ratio, seed, split, strides, model, mesh, degrees=(1, 3, 5)):
     import jax.numpy as jnp
 
     from adapt import anomaly, patches
@@ -75,10 +75,10 @@ def evaluate_pool(cls, ratio, seed, split, strides, model, mesh):
     maps = {}  # (stride, r, frac) -> (N, h, w)
     for li, st in enumerate(strides):
         h, w = feats.maps[li].shape[1:3]
-        for r in DEGREE_SETS[:3]:
-            z = np.asarray(musc.lnamd(jnp.asarray(feats.maps[li]), r[0]))
+        for r in degrees:
+            z = np.asarray(musc.lnamd(jnp.asarray(feats.maps[li]), r))
             for f, a in window_means(sorted_distances(z), WINDOWS).items():
-                maps[st, r[0], f] = a.reshape(n, h, w)
+                maps[st, r, f] = a.reshape(n, h, w)
     check = musc.layer_scores(feats.maps[strides.index(16)], mesh, musc.Settings(), (3,))[0]
     max_diff = float(np.abs(check - maps[16, 3, 0.3]).max())
     assert max_diff < 1e-4, f"table path differs from adapt.msm by {max_diff}"
@@ -88,11 +88,13 @@ def evaluate_pool(cls, ratio, seed, split, strides, model, mesh):
                baseline_knn5=image_auroc(y, knn_baseline(feats.embeddings, 5)), msm_check=max_diff,
                settings={})
     layer_sets = [(s,) for s in strides] + ([tuple(strides)] if len(strides) > 1 else [])
-    for use, degrees, f in itertools.product(layer_sets, DEGREE_SETS, WINDOWS):
-        per_layer = [np.mean([maps[st, r, f] for r in degrees], axis=0) for st in use]
+    for use, rs, f in itertools.product(layer_sets, DEGREE_SETS, WINDOWS):
+        if not set(rs) <= set(degrees):
+            continue
+        per_layer = [np.mean([maps[st, r, f] for r in rs], axis=0) for st in use]
         raw = np.asarray(musc.fuse(per_layer, size)[1], np.float64)
         final = np.asarray(musc.rscin(jnp.asarray(raw, jnp.float32), emb, (1, 2, 3)), np.float64)
-        name = f"s{'+'.join(map(str, use))} r{','.join(map(str, degrees))} w{f}"
+        name = f"s{'+'.join(map(str, use))} r{','.join(map(str, rs))} w{f}"
         out["settings"][name] = dict(no_rscin=image_auroc(y, raw), rscin=image_auroc(y, final))
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -118,6 +120,31 @@ def table(results, names) -> str:
     return "\n".join(lines)
 
 
+def report_table(results, name, mode="no_rscin") -> str:
+    """One setting against kNN-5, per ratio: per class mean ± std over seeds, and the mean over
+    classes (± std over seeds of the per-seed class mean); pools where MuSc >= kNN counted."""
+    ratios = sorted({r["ratio"] for r in results})
+    classes = list(dict.fromkeys(r["pool"] for r in results))
+    seeds = sorted({r["seed"] for r in results})
+    lines = [f"| ratio | method | " + " | ".join(classes) + " | mean over classes | MuSc >= kNN |",
+             "|" + "---|" * (len(classes) + 4)]
+    for x in ratios:
+        rows = [r for r in results if r["ratio"] == x]
+        wins = sum(r["settings"][name][mode] >= r["baseline_knn5"] for r in rows)
+        for label, get in (("kNN-5", lambda r: r["baseline_knn5"]),
+                           (f"MuSc {name}", lambda r: r["settings"][name][mode])):
+            cells = []
+            for c in classes:
+                v = [get(r) for r in rows if r["pool"] == c]
+                cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "")
+            per_seed = [np.mean([get(r) for r in rows if r["seed"] == sd]) for sd in seeds
+                        if any(r["seed"] == sd for r in rows)]
+            tail = f"{wins}/{len(rows)}" if label != "kNN-5" else ""
+            lines.append(f"| {x or '15/285'} | {label} | " + " | ".join(cells)
+                         + f" | {np.mean(per_seed):.3f} ± {np.std(per_seed):.3f} | {tail} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--classes", default="Trouser,Bag,Sneaker")
@@ -125,12 +152,18 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--split", default="test")
     ap.add_argument("--strides", default="16,32")
+    ap.add_argument("--degrees", default="1,3,5", help="LNAMD r to compute (settings needing others are skipped)")
     ap.add_argument("--out", default="")
     ap.add_argument("--table", default="")
     ap.add_argument("--settings", default="", help="';'-separated setting names for --table (default all)")
+    ap.add_argument("--report", default="", help="with --table: one setting name, e.g. 's16 r3 w0.1'")
+    ap.add_argument("--mode", default="no_rscin", help="with --report: no_rscin | rscin")
     a = ap.parse_args()
     if a.table:
         res = json.loads(Path(a.table).read_text())["results"]
+        if a.report:
+            print(report_table(res, a.report, a.mode))
+            return
         names = a.settings.split(";") if a.settings else list(res[0]["settings"])
         print(table(res, names))
         return
@@ -142,7 +175,8 @@ def main():
     results = []
     for seed, cls, ratio in itertools.product([int(v) for v in a.seeds.split(",")],
                                               a.classes.split(","), [float(v) for v in a.ratios.split(",")]):
-        results.append(evaluate_pool(cls, ratio, seed, a.split, strides, model, mesh))
+        results.append(evaluate_pool(cls, ratio, seed, a.split, strides, model, mesh,
+                                     tuple(int(v) for v in a.degrees.split(","))))
         r = results[-1]
         print(json.dumps({k: v for k, v in r.items() if k != "settings"}), flush=True)
         if a.out:
