@@ -25,7 +25,7 @@ from adapt.embed import embed_pool
 from adapt.models.base import Preprocess
 
 PATCH_VIEW = "patches_"
-CNN_WINDOW = 0.3  # offline CNN defaults (issue 21): see default_window / default_rscin
+CNN_WINDOW = 0.1  # offline CNN defaults (issue 21): see default_window / default_rscin
 CNN_RSCIN = False
 MAX_CHUNK_BYTES = 256 * 2**20  # patch maps per cache chunk
 

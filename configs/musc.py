@@ -7,16 +7,20 @@ RATIO, e.g. 0.35, sets the defective share of the 285 instead);
 without one, give a folder with `--set pool.path=DIR`: a class folder named good / normal / nominal
 is the normal class (labels are for evaluation only).
 
-Hyperparameters: the spec's defaults (musc.md): MSM rank window [0, 0.3), RsCIN windows [1, 2, 3],
-ViT layers d/4, d/2, 3d/4, d with LNAMD r in {1, 3, 5}. On the offline CNN the default is the
-issue's calibration setting: the stride-16 stage map with r = 3. `layers` / `degrees` left empty
-mean these model defaults.
+Hyperparameters: the spec's defaults (musc.md) for ViTs: MSM rank window [0, 0.3), RsCIN windows
+[1, 2, 3], layers d/4, d/2, 3d/4, d with LNAMD r in {1, 3, 5}. `layers`, `degrees`, `frac` = 0 and
+`rscin` = auto mean the model's defaults (adapt/patches.py). On the offline CNN those are: the
+stride-16 stage map with r = 3 (the issue-10 calibration setting), the rank window [0, 0.1) and
+RsCIN off. The window and RsCIN were chosen (issue 21) on 12 held-out CutPaste pools (train split;
+Pullover, Coat, Sandal; anomaly ratios 5%, 20%, 35%, 50%) by a rule written down first: the largest
+worst-ratio margin over the image-kNN baseline (experiments/musc/README.md, Results 5). RsCIN
+averages an image's score with its nearest pool neighbours', which dilutes a local defect; the
+narrower window scores a patch against the images that resemble its own more closely.
 
-The `defects` preset (rare local defects: 15 of 285 images) switches RsCIN off. That choice was made
-on 14 held-out pools (the Fashion-MNIST train split, the seven other classes) by a rule written down
-before they were scored: mean image AUROC 0.844 without RsCIN against 0.812 with it
-(experiments/musc/README.md, Results 4). RsCIN averages an image's score with its nearest pool
-neighbours', which dilutes a rare defect. Every other pool keeps the spec's windows.
+There is ONE setting for every pool kind: a folder (`--set pool.path=DIR`, anomaly ratio unknown),
+the `defects` preset and the other presets get the same defaults (before issue 21 the folder
+default kept RsCIN and only the `defects` preset switched it off). `rscin` = on | off and `frac`
+> 0 override them.
 """
 from configs.common import base_config
 
