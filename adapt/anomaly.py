@@ -122,8 +122,9 @@ def run_anomaly_job(config, workdir, progress: bool = True) -> dict:
                                 progress=progress)
     size = feats.image_size
     inputs = AnomalyInputs(feats.maps, feats.embeddings, (size, size), mesh)
+    scoring = model_scoring_defaults(args, s, model)
     with timer.stage("method"):
-        out = method.run(inputs, layers=layers, degrees=degrees)
+        out = method.run(inputs, layers=layers, degrees=degrees, **scoring)
     skipped = list(getattr(pool, "prescan_skipped", [])) + feats.skipped
     n = len(feats.kept)
     y_all, normal_name = anomaly_labels(pool, str(args.get("normal_class", "") or ""))
@@ -154,6 +155,22 @@ def run_anomaly_job(config, workdir, progress: bool = True) -> dict:
                                    skipped=skipped, plots=plots, config=config)
     outputs.commit(workdir, staged)
     return metrics
+
+
+def model_scoring_defaults(args, settings, model) -> dict:
+    """MuSc rank window and RsCIN left to the model: frac 0 -> patches.default_window(model);
+    rscin auto -> RsCIN (settings.k_list) as patches.default_rscin(model), on -> k_list, off -> none."""
+    from adapt import patches
+
+    out = {}
+    if not float(args.get("frac", 0.0) or 0.0):
+        out["frac"] = patches.default_window(model)
+    rscin = str(args.get("rscin", "auto") or "auto")
+    if rscin not in ("auto", "on", "off"):
+        raise ValueError(f"method_args.rscin must be auto, on or off, not {rscin!r}")
+    if rscin == "off" or (rscin == "auto" and not patches.default_rscin(model)):
+        out["k_list"] = ()
+    return out
 
 
 def evaluate(y, out: AnomalyOutputs, baseline, pool, kept, size, normal_name) -> dict:

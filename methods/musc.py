@@ -38,9 +38,11 @@ class Settings:
     layers: model layer ids (CLIP: 0-based block indices, as `patch_features` takes them; offline
       CNN: stage strides); () = the model's default (adapt.patches.default_layers).
     degrees: LNAMD r values (odd); () = the model's default (adapt.patches.default_degrees).
-    frac, frac_min: the MSM rank window [frac_min, frac) of the N - 1 other images.
+    frac, frac_min: the MSM rank window [frac_min, frac) of the N - 1 other images (the config's
+      frac = 0 leaves it to the model: adapt.patches.default_window, 0.1 on the offline CNN).
     rounding: floor | floor_min1 | ceil (see adapt.msm.rank_window).
-    k_list: RsCIN windows; () or (0,) switches RsCIN off.
+    k_list: RsCIN windows; () or (0,) switches RsCIN off (the config's rscin = auto leaves on/off
+      to the model: adapt.patches.default_rscin, off on the offline CNN).
     schedule: auto | symmetric | stream | same_position. precision: float32 | bfloat16.
     block: images per MSM block (0 = from tile_mb); tile_mb: the similarity-tile budget (0 = 8 MB
       on CPU, 256 MB on accelerators); table_mb: the auto schedule's budget for the symmetric
@@ -76,10 +78,14 @@ class Settings:
 def settings_from_config(config) -> Settings:
     args = config.method_args
     fields = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(args.keys()) - fields - {"save_maps", "plot_images", "normal_class"})
+    unknown = sorted(set(args.keys()) - fields - {"save_maps", "plot_images", "normal_class", "rscin"})
     if unknown:
         raise KeyError(f"unknown musc method_args {unknown}; known: {sorted(fields)}")
     kw = {k: args[k] for k in fields if k in args}
+    if "frac" in kw and not kw["frac"]:
+        del kw["frac"]  # 0 = the model's default window, resolved by the job (adapt.patches)
+    if str(args.get("rscin", "auto")) == "off":
+        kw["k_list"] = ()
     for k in ("layers", "degrees", "k_list"):
         if k in kw:
             kw[k] = tuple(int(v) for v in kw[k])

@@ -201,6 +201,23 @@ def test_defect_pool_is_seeded_and_as_specified():
     assert pool.mask(int(np.flatnonzero(labels)[0])).sum() in {49 * 64, 64 * 64, 81 * 64, 100 * 64}
 
 
+def test_defect_ratio_keeps_285_images_and_the_default_pool_is_unchanged():
+    from adapt.data.defects import defect_pool, make_defect_set, split_by_ratio
+
+    # sha256 of Trouser seed 0 (images, masks, labels, indices) from the code before defect_ratio
+    im, m, lab, idx, _ = make_defect_set("Trouser", seed=0)
+    digest = hashlib.sha256(im.tobytes() + m.tobytes() + lab.tobytes() + idx.astype(np.int64).tobytes())
+    assert digest.hexdigest().startswith("73b7c0576de44ae2")
+    assert [split_by_ratio(285, r) for r in (0.2, 0.35, 0.5)] == [(228, 57), (185, 100), (142, 143)]
+    for ratio, n_def in ((0.0, 15), (0.35, 100)):
+        pool = defect_pool("Sneaker", seed=1, defect_ratio=ratio)
+        y = pool.labels()
+        assert len(pool) == 285 and int(y.sum()) == n_def
+        assert all(pool.mask(i).any() == bool(y[i]) for i in range(0, 285, 7))
+    with pytest.raises(Exception, match="defect_ratio"):
+        defect_pool("Sneaker", defect_ratio=1.0)
+
+
 def test_mixed_image_sizes_are_resized_consistently():
     from adapt.patches import SquarePool
     from adapt.data import ArrayPool
@@ -308,15 +325,38 @@ def test_patch_maps_from_each_kind_of_model():
         patch_maps(object(), x, (1,))
 
 
+def test_window_and_rscin_come_from_the_model():
+    from types import SimpleNamespace
+
+    from adapt import patches
+    from adapt.anomaly import model_scoring_defaults
+
+    vit = SimpleNamespace(patch_tokens=None)
+    cnn = FakePatchModel()
+    s = musc.Settings()
+    assert model_scoring_defaults({}, s, vit) == {"frac": 0.3}  # the spec's window, RsCIN on
+    want_cnn = {"frac": patches.CNN_WINDOW, **({} if patches.CNN_RSCIN else {"k_list": ()})}
+    assert model_scoring_defaults({}, s, cnn) == want_cnn
+    assert model_scoring_defaults({"frac": 0.2, "rscin": "on"}, s, cnn) == {}
+    assert model_scoring_defaults({"frac": 0.2, "rscin": "off"}, s, vit) == {"k_list": ()}
+    with pytest.raises(ValueError, match="rscin"):
+        model_scoring_defaults({"rscin": "maybe"}, s, vit)
+
+
 def test_config_and_settings():
     from adapt.config import load_config
 
     c = load_config("configs/musc.py:defects,Bag")
     assert (c.pool.kind, c.pool.name, c.pool.invert, c.method) == ("defects", "Bag", True, "musc")
+    assert c.pool.defect_ratio == 0.0
+    assert load_config("configs/musc.py:defects,Bag,0.35").pool.defect_ratio == 0.35
     s = musc.settings_from_config(c)
-    assert s.frac == 0.3 and s.k_list == () and s.precision == "float32"  # defects: RsCIN off
-    s = musc.settings_from_config(load_config("configs/musc.py:textile"))
-    assert s.k_list == (1, 2, 3)  # every other pool keeps the spec's windows
+    assert s.frac == 0.3 and s.k_list == (1, 2, 3) and s.precision == "float32"  # spec placeholders
+    # one default for every pool kind: the window and RsCIN come from the model (issue 21)
+    folder = load_config("configs/musc.py")
+    assert dict(folder.method_args) == dict(c.method_args)
+    folder.method_args.rscin = "off"
+    assert musc.settings_from_config(folder).k_list == ()
     with pytest.raises(ValueError, match="odd"):
         musc.Settings(degrees=(2,))
     with pytest.raises(ValueError, match="schedule"):

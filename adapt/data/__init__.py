@@ -22,14 +22,16 @@ from adapt.data.tfds_pool import TfdsPool
 KINDS = ("folder", "tfds", "idx", "fashion_mnist", "textile", "digits", "defects")
 
 POOL_DEFAULTS = dict(kind="folder", path="", split="test", name="", image_key="image",
-                     label_key="label", invert=False, limit=0, seed=0)
+                     label_key="label", invert=False, limit=0, seed=0,
+                     defect_ratio=0.0)
 
 
 def make_pool_config(**overrides):
     """The pool block of every config (an `ml_collections.ConfigDict`, locked: typos are errors).
 
     Fields: kind, path, split ('test'), name (tfds), image_key, label_key, invert, limit (0 = all,
-    else a seeded label-free subsample of that many), seed.
+    else a seeded label-free subsample of that many), seed, defect_ratio (kind 'defects' only: the
+    defective share of its 285 images; 0 = the standard 15).
     """
     import ml_collections
 

@@ -8,6 +8,7 @@ Images are then upscaled (bicubic, x8 -> 224 px) and, by default, inverted to da
 Masks (the pasted squares) come with the pool, for pixel metrics. Everything follows from `seed`.
 
 Pool config (kind "defects"): name = the class (Trouser, Bag, Sneaker, ...), seed, split, invert,
+defect_ratio (0 = the issue's 15 of 285; else round(ratio * 285) defective, the total kept at 285),
 path = the Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist).
 """
 from __future__ import annotations
@@ -145,20 +146,38 @@ class DefectPool(ArrayPool):
         return self._masks[i].copy()
 
 
+def split_by_ratio(n_total: int, defect_ratio: float) -> tuple[int, int]:
+    """(n_normal, n_defect) of a pool of n_total images with round-half-up(ratio * n_total) defects."""
+    if not 0 < defect_ratio < 1:
+        raise PoolError(f"defects: defect_ratio must be in (0, 1), got {defect_ratio}")
+    n_defect = int(np.floor(defect_ratio * n_total + 0.5))
+    return n_total - n_defect, n_defect
+
+
 def defect_pool(class_name: str = "Trouser", n_normal: int = 270, n_defect: int = 15,
                 sizes: tuple[int, int] = (7, 10), seed: int = 0, invert: bool = True,
-                factor: int = 8, split: str = "test", root: str = FASHION_MNIST_DIR) -> DefectPool:
-    """The issue's defect pool: 270 normal + 15 CutPaste images of one class, x8, dark on white."""
+                factor: int = 8, split: str = "test", root: str = FASHION_MNIST_DIR,
+                defect_ratio: float = 0.0) -> DefectPool:
+    """The issue's defect pool: 270 normal + 15 CutPaste images of one class, x8, dark on white.
+
+    defect_ratio > 0 keeps the total (n_normal + n_defect) and sets the defective share instead.
+    """
+    if defect_ratio:
+        n_normal, n_defect = split_by_ratio(n_normal + n_defect, defect_ratio)
     images, masks, labels, idx, pastes = make_defect_set(class_name, n_normal, n_defect, sizes,
                                                          seed, split, root)
     images, masks = upscale(images, masks, factor)
     name = f"defects/{FASHION_MNIST_CLASSES[class_index(class_name)]}/seed{seed}"
+    if defect_ratio:
+        name += f"/{n_defect}of{n_normal + n_defect}"
     return DefectPool(images, masks, labels, pastes, idx, invert, name)
 
 
 def defect_pool_from_config(cfg) -> DefectPool:
-    """Pool config (kind 'defects') -> DefectPool: name = class, seed, split, invert, path = root."""
+    """Pool config (kind 'defects') -> DefectPool: name = class, seed, split, invert, defect_ratio,
+    path = root."""
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     return defect_pool(str(get("name", "") or "Trouser"), seed=int(get("seed", 0) or 0),
                        invert=bool(get("invert", True)), split=str(get("split", "test") or "test"),
-                       root=str(get("path", "") or FASHION_MNIST_DIR))
+                       root=str(get("path", "") or FASHION_MNIST_DIR),
+                       defect_ratio=float(get("defect_ratio", 0.0) or 0.0))
