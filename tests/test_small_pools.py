@@ -65,8 +65,8 @@ def _run(name, x, t, n_devices):
 # Open: the hypergraph on these tiny pools, run after the other methods, was seen to deadlock the
 # in-process collectives of XLA:CPU on 8 forced devices under heavy CPU load (an all-gather that 7 of
 # 8 devices reach; the process aborts after XLA's 40 s rendezvous timeout). Reproduce: run this file
-# with six busy-loop processes beside it. Until that is understood, the hypergraph's device and
-# 1-vs-8-device check runs in tests/test_hypergraph.py at N = 200 only (no permutation check).
+# with six busy-loop processes beside it. Until that is understood, the hypergraph's 1-vs-8-device
+# check runs in tests/test_hypergraph.py at N = 200 only (no permutation check).
 DEVICE_CHECKED = [m for m in METHODS if m != "hypergraph"]
 
 
