@@ -272,13 +272,14 @@ def _folder(root, n_good=10, n_bad=2, seed=11):
             Image.fromarray(img).save(root / name / f"{i:02d}.png")
 
 
-def test_anomaly_job_writes_scores_metrics_report_and_plots(tmp_path, monkeypatch):
+def run_fake_anomaly_job(tmp_path, monkeypatch, run: str = "run") -> dict:
+    """The anomaly job on the folder pool at tmp_path/pool with FakePatchModel, 8 devices, into
+    tmp_path/run; returns its metrics."""
     import adapt.engine  # noqa: F401  (bound to the real loader before the patch below)
     import adapt.models
     from adapt.anomaly import run_anomaly_job
     from adapt.config import load_config
 
-    _folder(tmp_path / "pool")
     monkeypatch.setattr(adapt.models, "load_model", lambda kind, path, grounding="wordnet": FakePatchModel())
     config = load_config("configs/musc.py")
     config.unlock()
@@ -288,7 +289,12 @@ def test_anomaly_job_writes_scores_metrics_report_and_plots(tmp_path, monkeypatc
     config.embed.cache_dir = str(tmp_path / "cache")
     config.embed.num_devices = 8
     config.embed.batch_size = 8
-    m = run_anomaly_job(config, tmp_path / "run", progress=False)
+    return run_anomaly_job(config, tmp_path / run, progress=False)
+
+
+def test_anomaly_job_writes_scores_metrics_report_and_plots(tmp_path, monkeypatch):
+    _folder(tmp_path / "pool")
+    m = run_fake_anomaly_job(tmp_path, monkeypatch)
     assert m["n_scored"] == 12 and m["normal_class"] == "good" and m["n_anomalous"] == 2
     assert m["image_auroc"] == 1.0 and m["image_ap"] == 1.0 and m["setting"] == "transductive"
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -300,7 +306,7 @@ def test_anomaly_job_writes_scores_metrics_report_and_plots(tmp_path, monkeypatc
     for bad in (tmp_path / "pool" / "good").glob("0[2-9].png"):  # 2 good + 2 broken left
         bad.unlink()
     with pytest.raises(PoolTooSmall, match="at least 5"):
-        run_anomaly_job(config, tmp_path / "run2", progress=False)
+        run_fake_anomaly_job(tmp_path, monkeypatch, "run2")
 
 
 def test_patch_maps_from_each_kind_of_model():

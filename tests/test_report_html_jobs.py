@@ -9,23 +9,11 @@ from tests.test_report_html import Parsed, check_offline
 
 
 def test_anomaly_report_html_shows_images_next_to_their_maps(tmp_path, monkeypatch):
-    import adapt.engine  # noqa: F401  (bound to the real loader before the patch below)
-    import adapt.models
-    from adapt.anomaly import run_anomaly_job
-    from adapt.config import load_config
-    from tests.test_musc import FakePatchModel, _folder
+    from tests.test_musc import _folder, run_fake_anomaly_job
 
     _folder(tmp_path / "pool")
     (tmp_path / "pool" / "good" / "notes.txt").write_text("not an image")
-    monkeypatch.setattr(adapt.models, "load_model", lambda kind, path, grounding="wordnet": FakePatchModel())
-    config = load_config("configs/musc.py")
-    config.unlock()
-    config.pool.path = str(tmp_path / "pool")
-    config.method_args.layers = [4, 8]
-    config.method_args.degrees = [1, 3]
-    config.embed.cache_dir = str(tmp_path / "cache")
-    config.embed.batch_size = 8
-    run_anomaly_job(config, tmp_path / "run", progress=False)
+    run_fake_anomaly_job(tmp_path, monkeypatch)
     run = tmp_path / "run"
     page = Parsed((run / "report.html").read_text())
     srcs = check_offline(run, page)
