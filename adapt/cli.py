@@ -16,15 +16,15 @@ import warnings
 
 def _cmd_run(args) -> int:
     from adapt import engine
-    from adapt.config import apply_overrides, load_config
+    from adapt.core.config import apply_overrides, load_config
 
     config = apply_overrides(load_config(args.config), args.set or [])
-    from adapt.html_page import record_command  # report.html shows the command that reproduces the run
+    from adapt.output.html_page import record_command  # report.html shows the command that reproduces the run
 
     record_command(["run", args.config, "--workdir", args.workdir,
                     *[a for s in args.set or [] for a in ("--set", s)]])
     if args.distributed:
-        from adapt import distributed
+        from adapt.core import distributed
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     metrics = engine.run(config, args.workdir, progress=not args.quiet)
@@ -40,8 +40,8 @@ def _cmd_run(args) -> int:
 
 def _cmd_predict(args) -> int:
     """Rows for the images that decode; one stderr line per image skipped; 2 if none decodes."""
-    from adapt.artifact import load
-    from adapt.report import printable
+    from adapt.output.artifact import load
+    from adapt.output.report import printable
 
     clf = load(args.artifact)
     kept, pred, probs, skipped = clf.predict_files(args.images)
@@ -62,7 +62,7 @@ def _cmd_predict(args) -> int:
 
 def _cmd_methods(args) -> int:
     import methods
-    from adapt.config import config_names
+    from adapt.core.config import config_names
     from configs.common import PRESETS
 
     configs = set(config_names())

@@ -9,13 +9,19 @@ import jax
 import numpy as np
 
 import methods
-from adapt import artifact, distributed, ops, outputs, report, report_html, tuning_report
-from adapt import mesh as mesh_lib
+from adapt.output import artifact
+from adapt.core import distributed
+from adapt.core import ops
+from adapt.output import staging as outputs
+from adapt.output import report
+from adapt.output import html as report_html
+from adapt.tuning import report as tuning_report
+from adapt.core import mesh as mesh_lib
 from adapt.data import open_pool, resolve_classes
-from adapt.embed import check_settings, embed_pool
-from adapt.method import MethodInputs
+from adapt.features.embed import check_settings, embed_pool
+from adapt.core.method import MethodInputs
 from adapt.models import load_model, model_source
-from adapt.text import encode_classes
+from adapt.features.text import encode_classes
 
 RUNLOCAL_LIMIT = 256
 

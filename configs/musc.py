@@ -9,7 +9,7 @@ is the normal class (labels are for evaluation only).
 
 Hyperparameters: the spec's defaults (musc.md) for ViTs: MSM rank window [0, 0.3), RsCIN windows
 [1, 2, 3], layers d/4, d/2, 3d/4, d with LNAMD r in {1, 3, 5}. `layers`, `degrees`, `frac` = 0 and
-`rscin` = auto mean the model's defaults (adapt/patches.py). On the offline CNN those are: the
+`rscin` = auto mean the model's defaults (adapt/anomaly/patches.py). On the offline CNN those are: the
 stride-16 stage map with r = 3 (the issue-10 calibration setting), the rank window [0, 0.1) and
 RsCIN off. The window and RsCIN were chosen (issue 21) on 12 held-out CutPaste pools (train split;
 Pullover, Coat, Sandal; anomaly ratios 5%, 20%, 35%, 50%) by a rule written down first: the largest
@@ -38,7 +38,7 @@ def get_config(arg: str = ""):
         config.pool.defect_ratio = float(ratio or 0.0)  # 0 = the standard 15 of 285
     config.embed.batch_size = 32
     a = config.method_args
-    a.layers = []  # model layer ids; [] = model default (see adapt.patches.default_layers)
+    a.layers = []  # model layer ids; [] = model default (see adapt.anomaly.patches.default_layers)
     a.degrees = []  # LNAMD r (odd); [] = model default ((1, 3, 5) ViT, (3,) offline CNN)
     a.frac = 0.0  # MSM: mean of the ranks [frac_min, frac) * (N - 1); 0 = model default (see above)
     a.frac_min = 0.0

@@ -19,9 +19,9 @@ Deviations (declared):
   transductive step of the centred zero-shot baseline); the spec uses raw CLIP features.
 - Stage-3 logits are s W unit(f) with s the model's logit scale (35 offline, CLIP's own); the spec
   uses W g with g the unnormalised CLIP feature and no scale.
-- Tunable parameters are what `adapt.prompted` offers for prompt "visual": on CLIP, 16 VPT tokens
+- Tunable parameters are what `adapt.tuning.prompted` offers for prompt "visual": on CLIP, 16 VPT tokens
   (N(0, width^-1/2) init) without the LayerNorm affines; on the offline default, the head BatchNorm's
-  affine (2 x 1280). The strong view: on CLIP, adapt.augment's "strong" (crop, flip, colour jitter,
+  affine (2 x 1280). The strong view: on CLIP, adapt.tuning.augment's "strong" (crop, flip, colour jitter,
   RandAugment-style ops), not NoLA's exact list; on the offline default's cached head pre-activations
   only horizontal flips of the 7 x 7 map are possible.
 - The second tower sees its own normalisation (spec default), not CLIP's.

@@ -3,7 +3,7 @@
 S3A CVPR in the realistic setting (spec s3a.md): the class names are NOT given to the method; it
 clusters the pool and names each cluster with one word of a broad vocabulary (default: the built-in
 WordNet visual nouns, 20,404 names; or `--set vocabulary.file=my_vocab.jsonl`, format in
-adapt/vocabulary.py). The pool's class names, when it has them, are used for evaluation only.
+adapt/vocab/vocabulary.py). The pool's class names, when it has them, are used for evaluation only.
 The argument after ':' is a pool preset (fashion_mnist, fashion_mnist_inverted, textile, digits);
 without one, give a folder with `--set pool.path=DIR`.
 
@@ -11,7 +11,7 @@ K (`method_args.k`) is "estimate" (silhouette search, no labels) or a number, wh
 assumption (the official code gives the true class count): `--set method_args.k=10`.
 Prompt step (`method_args.phrases`): "glosses" (offline default: WordNet definitions of each
 cluster's candidate words), "none" (Cluster-Vote-Realign only) or a phrase file from
-`python -m adapt.phrases` (adapt/phrases_llm.py documents the LLM prompt).
+`python -m adapt.realistic.phrases` (adapt/realistic/phrases_llm.py documents the LLM prompt).
 The vocabulary classifier uses the 7 CLIP ImageNet templates of the official code; it is built once
 per model and vocabulary and cached under the embedding cache (about 25 minutes for the built-in
 vocabulary with the offline default model on 2 CPU cores).
@@ -50,7 +50,7 @@ def get_config(arg: str = ""):
     a.top_phrases = 3  # hits: each image's top-n phrase entries
     a.block = 1024  # rows / words per similarity tile
     a.shrink = False  # Hungarian on voted columns only (equal optimum; faster for huge vocabularies)
-    # Self-learning (adapt/self_learning.py): EMA teacher, student on confident teacher labels plus
+    # Self-learning (adapt/realistic/self_learning.py): EMA teacher, student on confident teacher labels plus
     # the structural labels, over the whole vocabulary. The student is the model's tunable visual
     # side (offline default: head BN affine + LoRA of the head conv on cached head inputs; CLIP:
     # VPT tokens), not the full tower of the official code: a declared, labelled variant.

@@ -25,11 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapt import graph, graph_cca, graph_hyper, graph_outputs
-from adapt import mesh as mesh_lib
-from adapt.distributed import to_host
-from adapt.knn import blocked_knn
-from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.graph import sparse as graph
+
+from adapt.graph import cca as graph_cca
+
+from adapt.graph import hyper as graph_hyper
+
+from adapt.graph import outputs as graph_outputs
+from adapt.core import mesh as mesh_lib
+from adapt.core.distributed import to_host
+from adapt.graph.knn import blocked_knn
+from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 
 DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (one propagation)"
 HYPER_SHARE = 0.75  # W = 0.25 cW + 0.75 S_hyp

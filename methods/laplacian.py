@@ -6,7 +6,7 @@ All You Need?" (official code: imtiazziko/SLK-few-shot).
 
 A unary term a_ik (fit of image i to class prototype k) plus a Laplacian term over the binary,
 directed kNN graph of the pool (`knn` counts the node itself, so each node has knn - 1 out-edges),
-solved by the parallel bound updates Y <- softmax(-A + lam W Y) (adapt/graph_bound.py).
+solved by the parallel bound updates Y <- softmax(-A + lam W Y) (adapt/graph/bound.py).
 
 Prototype sources (`method_args.prototypes`):
   text    a_ik = -s x_i . t_k on the uncentred pool (zero-shot; Y^0 is the zero-shot softmax at scale s,
@@ -19,7 +19,7 @@ Prototype sources (`method_args.prototypes`):
   few-shot support means (optionally rectified, BD-CSPN) through `few_shot_unary` (Python API: the
           engine does not pass supports yet).
 Variant `slk`: prototypes are re-estimated (kmeans means, or K-modes by mean-shift "ms") between
-assignment steps (adapt/graph_slk.py). The head is the soft class means of the final assignments.
+assignment steps (adapt/graph/slk.py). The head is the soft class means of the final assignments.
 """
 from __future__ import annotations
 
@@ -30,10 +30,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from adapt import graph, graph_bound, graph_outputs, graph_slk
-from adapt.knn import blocked_knn, euclidean_knn
-from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
-from adapt.distributed import to_host
+from adapt.graph import sparse as graph
+
+from adapt.graph import bound as graph_bound
+
+from adapt.graph import outputs as graph_outputs
+
+from adapt.graph import slk as graph_slk
+from adapt.graph.knn import blocked_knn, euclidean_knn
+from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.core.distributed import to_host
 
 DESCRIPTION = "LaplacianShot / SLK: Laplacian-regularised assignment to text or pool prototypes"
 RECTIFY_TEMPERATURE = 10.0

@@ -5,13 +5,13 @@ with Mutual Scoring of the Unlabeled Images", ICLR 2024 (official code: xrli-U/M
 
 Pipeline on cached patch maps t^l (N, h_l, w_l, C_l) of L layers and image embeddings F (N, D):
   LNAMD  z^{l,r} = normalize(box_r(t^l - mean(t^l)))        per image, zero-padded r x r window
-  MSM    a^{l,r}_i(p) = interval mean over j != i of min_q |z_ip - z_jq|   (adapt.msm, blocked)
+  MSM    a^{l,r}_i(p) = interval mean over j != i of min_q |z_ip - z_jq|   (adapt.anomaly.msm, blocked)
   fuse   A_i = mean_l upsample(mean_r a^{l,r}_i) to the input size (bilinear, align_corners=True)
   score  s_i = max A_i;  RsCIN: s_hat = mean_k P_k s_tilde over image kNN windows k_list
 
 Layers of different grid sizes (CNN stage maps) are scored on their own grid and fused after
 upsampling; for equal grids this equals the official average-then-upsample (upsampling is linear).
-The job around it (patch extraction, metrics, plots) is `adapt.anomaly.run_anomaly_job`.
+The job around it (patch extraction, metrics, plots) is `adapt.anomaly.job.run_anomaly_job`.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from adapt import mesh as mesh_lib
-from adapt import msm
-from adapt.anomaly import AnomalyInputs, AnomalyMethod, AnomalyOutputs, PoolTooSmall
+from adapt.core import mesh as mesh_lib
+from adapt.anomaly import msm
+from adapt.anomaly.job import AnomalyInputs, AnomalyMethod, AnomalyOutputs, PoolTooSmall
 
 DESCRIPTION = "zero-shot anomaly scoring of the pool by mutual patch scoring (MuSc)"
 MIN_POOL = 5
@@ -36,13 +36,13 @@ class Settings:
     """MuSc hyperparameters (defaults: the official code, except where musc.md deviates).
 
     layers: model layer ids (CLIP: 0-based block indices, as `patch_features` takes them; offline
-      CNN: stage strides); () = the model's default (adapt.patches.default_layers).
-    degrees: LNAMD r values (odd); () = the model's default (adapt.patches.default_degrees).
+      CNN: stage strides); () = the model's default (adapt.anomaly.patches.default_layers).
+    degrees: LNAMD r values (odd); () = the model's default (adapt.anomaly.patches.default_degrees).
     frac, frac_min: the MSM rank window [frac_min, frac) of the N - 1 other images (the config's
-      frac = 0 leaves it to the model: adapt.patches.default_window, 0.1 on the offline CNN).
-    rounding: floor | floor_min1 | ceil (see adapt.msm.rank_window).
+      frac = 0 leaves it to the model: adapt.anomaly.patches.default_window, 0.1 on the offline CNN).
+    rounding: floor | floor_min1 | ceil (see adapt.anomaly.msm.rank_window).
     k_list: RsCIN windows; () or (0,) switches RsCIN off (the config's rscin = auto leaves on/off
-      to the model: adapt.patches.default_rscin, off on the offline CNN).
+      to the model: adapt.anomaly.patches.default_rscin, off on the offline CNN).
     schedule: auto | symmetric | stream | same_position. precision: float32 | bfloat16.
     block: images per MSM block (0 = from tile_mb); tile_mb: the similarity-tile budget (0 = 8 MB
       on CPU, 256 MB on accelerators); table_mb: the auto schedule's budget for the symmetric
@@ -83,7 +83,7 @@ def settings_from_config(config) -> Settings:
         raise KeyError(f"unknown musc method_args {unknown}; known: {sorted(fields)}")
     kw = {k: args[k] for k in fields if k in args}
     if "frac" in kw and not kw["frac"]:
-        del kw["frac"]  # 0 = the model's default window, resolved by the job (adapt.patches)
+        del kw["frac"]  # 0 = the model's default window, resolved by the job (adapt.anomaly.patches)
     if str(args.get("rscin", "auto")) == "off":
         kw["k_list"] = ()
     for k in ("layers", "degrees", "k_list"):
@@ -222,6 +222,6 @@ def make(config) -> AnomalyMethod:
 
 def run_job(config, workdir, progress: bool = True) -> dict:
     """The engine's entry for this method: extract patch maps, score, write the anomaly outputs."""
-    from adapt.anomaly import run_anomaly_job
+    from adapt.anomaly.job import run_anomaly_job
 
     return run_anomaly_job(config, workdir, progress=progress)

@@ -5,12 +5,12 @@ Paper: Imam et al., arXiv 2411.19346 (official code: fazliimam/NoLA on GitHub, a
 Three stages (our spec: nola.md; stage 3 recipe shared with lafter.md), reported as
 the engine's `rounds` 1-3 (it scores them when labels exist; the method never sees labels):
 1. cde: class weights W_cde (C, D) = uniform pooling of templates and descriptions (a description
-   file, else WordNet sentences, `adapt.wordnet_descriptions`); P = softmax(s X W_cde^T), with X
+   file, else WordNet sentences, `adapt.vocab.wordnet_descriptions`); P = softmax(s X W_cde^T), with X
    centred on the pool mean when `center` (the centred zero-shot step; the spec uses raw X).
 2. labeller: the confident subset D_k of P (k = max(16, floor(0.2 N / C)), rank-2/3 fallback,
-   `adapt.labeller`), an MLP on the second tower's cached features trained on D_k; its labels on
+   `adapt.tuning.labeller`), an MLP on the second tower's cached features trained on D_k; its labels on
    the whole pool are computed once and cached in the workdir.
-3. tuned: the image tower's tunable parameters (`adapt.prompted`, prompt "visual": VPT tokens on
+3. tuned: the image tower's tunable parameters (`adapt.tuning.prompted`, prompt "visual": VPT tokens on
    CLIP, the head BatchNorm affine on the offline default) plus W (C, D) initialised from W_cde,
    label-smoothed CE against the labeller's labels, AdamW without decay on "bias" parameters,
    constant LR, last epoch reported. Logits s W f with f the (centred) unit image feature and s the
@@ -29,13 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adapt import labeller, tuning
-from adapt.distributed import to_host
-from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
-from adapt.prompted import make_prompted
-from adapt.second_tower import load_second_tower, tower_features
-from adapt.text import encode_classes
-from adapt.wordnet_descriptions import wordnet_descriptions
+from adapt.tuning import labeller
+
+from adapt.tuning import loop as tuning
+from adapt.core.distributed import to_host
+from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.tuning.prompted import make_prompted
+from adapt.features.second_tower import load_second_tower, tower_features
+from adapt.features.text import encode_classes
+from adapt.vocab.wordnet_descriptions import wordnet_descriptions
 
 DESCRIPTION = "NoLA: description classifier, second-tower labeller on its confident subset, visual tuning"
 STAGES = {1: "cde: class-description classifier on the frozen embeddings",

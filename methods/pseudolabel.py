@@ -8,7 +8,7 @@ initialised prompts (seeded; `warm_start` carries them over) on the clean per-cl
 relabels the pool with them. Loss: plain CE on logit_scale * cos; SSL adds the few labelled images
 with weight |U_pl| / |L| (square root for multimodal). Last epoch of the last round is reported.
 
-Prompt types map onto the model (adapt/prompted.py): CLIP gets CoOp context / VPT tokens; the
+Prompt types map onto the model (adapt/tuning/prompted.py): CLIP gets CoOp context / VPT tokens; the
 offline default gets MiniLM context vectors / the head BatchNorm's affine.
 """
 from __future__ import annotations
@@ -21,10 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adapt import pseudolabels, tuning
-from adapt.distributed import to_host
-from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
-from adapt.prompted import PROMPTS, make_prompted
+from adapt.tuning import pseudolabels
+
+from adapt.tuning import loop as tuning
+from adapt.core.distributed import to_host
+from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.tuning.prompted import PROMPTS, make_prompted
 
 DESCRIPTION = "Pseudolabel prompt tuning: FPL / IFPL / GRIP with textual, visual or multimodal prompts"
 SETTINGS = ("ul", "ssl")

@@ -3,11 +3,11 @@
 Paper: Zhang et al., "Towards Realistic Zero-Shot Classification via Self Structural Semantic
 Alignment", AAAI 2024, arXiv 2308.12960 (official code: sheng-eatamath/S3A on GitHub).
 
-The realistic setting: the class names are unknown; there is a vocabulary V (adapt.vocabulary) and
+The realistic setting: the class names are unknown; there is a vocabulary V (adapt.vocab.vocabulary) and
 the pool. On X (Np, D), the normalised image embeddings, and T_V (|V|, D), the vocabulary classifier:
-  1. cluster: k-means (adapt.kmeans; K given, or estimated by silhouette search, adapt.cluster_count);
-  2. vote and realign, `rounds` times (adapt.vote_realign);
-  3. prompt: phrases of each cluster's top-3 voted words (adapt.phrases; offline default: the
+  1. cluster: k-means (adapt.realistic.kmeans; K given, or estimated by silhouette search, adapt.realistic.cluster_count);
+  2. vote and realign, `rounds` times (adapt.realistic.vote_realign);
+  3. prompt: phrases of each cluster's top-3 voted words (adapt.realistic.phrases; offline default: the
      WordNet definitions; "none" skips steps 3-4, the declared Cluster-Vote-Realign variant);
   4. realign with phrases.
 Predictions are vocabulary indices: s(x), the word of the row's final cluster.
@@ -16,7 +16,7 @@ Predictions are vocabulary indices: s(x), the word of the row's final cluster.
 cluster -> word map, the structural labels s(x) and the votes; `recompute_structural` gives the
 structural labels of new (teacher) features, starting from the offline partition (spec).
 
-`run_job` (the engine's entry for this method) is the realistic job (adapt.realistic_job).
+`run_job` (the engine's entry for this method) is the realistic job (adapt.realistic.job).
 `make(config).run` is the closed setting, where the vocabulary is the given class names: K = C
 (or method_args.k when a number <= C), no prompt step.
 """
@@ -29,12 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapt import kmeans as kmeans_lib
-from adapt import phrases as phrases_lib
-from adapt.cluster_count import estimate_k
-from adapt.distributed import to_host
-from adapt.method import TRANSDUCTIVE, Head, Method, MethodInputs, MethodOutputs
-from adapt.vote_realign import phrase_realign, vocabulary_argmax, vote_counts, vote_realign
+from adapt.realistic import kmeans as kmeans_lib
+from adapt.realistic import phrases as phrases_lib
+from adapt.realistic.cluster_count import estimate_k
+from adapt.core.distributed import to_host
+from adapt.core.method import TRANSDUCTIVE, Head, Method, MethodInputs, MethodOutputs
+from adapt.realistic.vote_realign import phrase_realign, vocabulary_argmax, vote_counts, vote_realign
 
 DESCRIPTION = "S3A CVPR: k-means clusters aligned one-to-one with words of a broad vocabulary"
 
@@ -103,7 +103,7 @@ def top_voted(counts: np.ndarray, n: int) -> list[list[int]]:
 def cvpr(x, mask, weights, vocab, s: Settings, *, mesh, key, embed_texts: Callable | None = None,
          log: Callable = print) -> Cvpr:
     """CVPR on rows x (Np, D) with vocabulary classifier weights (|V|, D); vocab: the
-    adapt.vocabulary.Vocabulary of those rows (its names and definitions feed the prompt step)."""
+    adapt.vocab.vocabulary.Vocabulary of those rows (its names and definitions feed the prompt step)."""
     info: dict = {}
     n = int(to_host(mask).sum())
     weights = jnp.asarray(weights, x.dtype)
@@ -170,7 +170,7 @@ def make(config) -> Method:
 
 
 def run_job(config, workdir, progress: bool = True) -> dict:
-    """The engine's entry: the realistic-setting job over a vocabulary (adapt.realistic_job)."""
-    from adapt.realistic_job import run_realistic_job
+    """The engine's entry: the realistic-setting job over a vocabulary (adapt.realistic.job)."""
+    from adapt.realistic.job import run_realistic_job
 
     return run_realistic_job(config, workdir, settings_from_config(config), progress=progress)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapt.distributed import to_host
-from adapt.method import INDUCTIVE, Head, Method, MethodInputs, MethodOutputs
+from adapt.core.distributed import to_host
+from adapt.core.method import INDUCTIVE, Head, Method, MethodInputs, MethodOutputs
 
 DESCRIPTION = "zero-shot classifier from prompt-template ensembles and class descriptions"
 

@@ -27,10 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from adapt import graph, graph_outputs
-from adapt.distributed import to_host
-from adapt.knn import blocked_knn
-from adapt.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.graph import sparse as graph
+
+from adapt.graph import outputs as graph_outputs
+from adapt.core.distributed import to_host
+from adapt.graph.knn import blocked_knn
+from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 
 DESCRIPTION = "ZLaP: label propagation over a kNN graph of pool images and class nodes"
 log = logging.getLogger(__name__)

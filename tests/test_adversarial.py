@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapt import phrases_llm
+from adapt.realistic import phrases_llm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "sk-test-0123456789abcdef"
@@ -222,8 +222,8 @@ def test_a_failed_read_is_not_cached(tmp_path, tiny_clip):
 
 
 def _embed(pool, cache, **kw):
-    from adapt import mesh as mesh_lib
-    from adapt.embed import embed_pool
+    from adapt.core import mesh as mesh_lib
+    from adapt.features.embed import embed_pool
     from tests.fake_model import FakeModel
 
     return embed_pool(FakeModel(), pool, mesh_lib.make_mesh(), cache_root=cache, chunk_size=4,
@@ -269,7 +269,8 @@ def test_a_truncated_cache_chunk_is_recomputed(tmp_path, capsys):
 KILLED_WRITE = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-from adapt import cli, report
+from adapt import cli
+from adapt.output import report
 where = {where!r}
 if where == "staging":  # stop inside the write stage, after the classifier is written
     plot = report.plot_confidence
@@ -318,7 +319,7 @@ def _outputs_describe(run, n_embedded):
 @pytest.mark.parametrize("where", ["staging", "swap"])
 def test_a_kill_while_writing_leaves_one_consistent_run(tmp_path, tiny_clip, where):
     from adapt import cli
-    from adapt.artifact import load
+    from adapt.output.artifact import load
 
     assert cli.main(run_args(tmp_path, tiny_clip, write_pool(tmp_path / "a", n_per_class=4))) == 0
     _outputs_describe(tmp_path / "run", 8)

@@ -88,8 +88,8 @@ SAVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     import numpy as np
-    from adapt import artifact
-    from adapt.method import Head
+    from adapt.output import artifact
+    from adapt.core.method import Head
     from tests.fake_model import FakeModel
     import os, time
     model = FakeModel()
@@ -104,7 +104,7 @@ SAVER = textwrap.dedent("""
 
 
 def test_concurrent_saves_to_one_path_end_with_one_whole_artifact(tmp_path):
-    from adapt.artifact import load
+    from adapt.output.artifact import load
 
     target = tmp_path / "common" / "classifier"
     go = tmp_path / "go"
@@ -123,8 +123,8 @@ def test_concurrent_saves_to_one_path_end_with_one_whole_artifact(tmp_path):
 
 
 def test_the_artifact_folder_follows_the_umask_not_0700(tmp_path):
-    from adapt import artifact
-    from adapt.method import Head
+    from adapt.output import artifact
+    from adapt.core.method import Head
     from tests.fake_model import FakeModel
 
     old = os.umask(0o022)

@@ -1,6 +1,6 @@
 import pytest
 
-from adapt.config import ConfigError, apply_overrides, load_config
+from adapt.core.config import ConfigError, apply_overrides, load_config
 
 
 def test_overrides_parse_types():

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from adapt import mesh as mesh_lib
+from adapt.core import mesh as mesh_lib
 from adapt.data.arrays import ArrayPool
-from adapt.embed import embed_pool
+from adapt.features.embed import embed_pool
 from adapt.models import load_image_encoder, model_kind
 from adapt.models.clip import jit_call
 from adapt.models.dino import bicubic_matrix, load_dino
@@ -169,7 +169,7 @@ def test_encoder_interface(tiny_v2):
 
 
 def test_embed_pool_caches_dino_features(tmp_path, tiny_v2):
-    from adapt.preprocess import to_pixels
+    from adapt.models.preprocess import to_pixels
 
     enc = load_dino(tiny_v2[0])
     images = np.random.default_rng(0).integers(0, 256, size=(11, 40, 48, 3), dtype=np.uint8)

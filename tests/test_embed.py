@@ -7,9 +7,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from adapt import mesh as mesh_lib
+from adapt.core import mesh as mesh_lib
 from adapt.data.arrays import ArrayPool
-from adapt.embed import cache_key, embed_pool
+from adapt.features.embed import cache_key, embed_pool
 from tests.fake_model import FakeModel
 
 
@@ -60,9 +60,9 @@ RESUME_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     import numpy as np
-    from adapt import mesh as mesh_lib
+    from adapt.core import mesh as mesh_lib
     from adapt.data.arrays import ArrayPool
-    from adapt.embed import embed_pool
+    from adapt.features.embed import embed_pool
     from tests.fake_model import FakeModel
     images = np.random.default_rng(0).integers(0, 256, size=(64, 20, 20, 3), dtype=np.uint8)
     def slow(c):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from adapt import cli
-from adapt.artifact import load
+from adapt.output.artifact import load
 from tests.clip_fixtures import write_tiny_clip
 
 CLASSES = ["red_square", "green-disc", "blue bar"]

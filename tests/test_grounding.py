@@ -70,7 +70,7 @@ def test_conse_weights_stay_on_the_support():
 def test_missing_wordnet_is_a_clear_error(tmp_path, monkeypatch):
     """No WordNet files: Grounding names the Debian package, the model loader adds the way out."""
     from adapt.models import offline
-    from adapt.wordnet import WordNetError
+    from adapt.vocab.wordnet import WordNetError
 
     with pytest.raises(WordNetError, match="wordnet-base"):
         Grounding(["n03594734"], root=tmp_path)

@@ -1,4 +1,4 @@
-"""TMV-HLP-style propagation (methods/hypergraph.py, adapt/graph_hyper.py, adapt/graph_cca.py)
+"""TMV-HLP-style propagation (methods/hypergraph.py, adapt/graph/hyper.py, adapt/graph/cca.py)
 against the dense NumPy restatement of the spec, plus the spec's property checks."""
 import jax
 import jax.numpy as jnp
@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from adapt import graph_cca, graph_hyper
-from adapt import mesh as mesh_lib
-from adapt.config import load_config
-from adapt.method import MethodInputs
-from adapt.text import ClassTexts
+from adapt.graph import cca as graph_cca
+
+from adapt.graph import hyper as graph_hyper
+from adapt.core import mesh as mesh_lib
+from adapt.core.config import load_config
+from adapt.core.method import MethodInputs
+from adapt.features.text import ClassTexts
 from methods import hypergraph
 from tests import reference_graph as graph_ref
 from tests import reference_hypergraph as ref

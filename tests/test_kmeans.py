@@ -1,4 +1,4 @@
-"""K-means on the mesh (adapt/kmeans.py) and the silhouette search for K (adapt/cluster_count.py)."""
+"""K-means on the mesh (adapt/realistic/kmeans.py) and the silhouette search for K (adapt/realistic/cluster_count.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,9 +7,9 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
-from adapt import cluster_count
-from adapt import mesh as mesh_lib
-from adapt.kmeans import kmeans, kmeans_host, kmeans_plus_plus
+from adapt.realistic import cluster_count
+from adapt.core import mesh as mesh_lib
+from adapt.realistic.kmeans import kmeans, kmeans_host, kmeans_plus_plus
 
 
 def _blobs(n=403, d=10, k=6, std=2.0, seed=0, unit=False):

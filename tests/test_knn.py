@@ -1,12 +1,12 @@
-"""blocked_knn and the sparse operators / solvers of adapt/graph.py against dense NumPy oracles."""
+"""blocked_knn and the sparse operators / solvers of adapt/graph/sparse.py against dense NumPy oracles."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adapt import graph
-from adapt import mesh as mesh_lib
-from adapt.knn import NO_NEIGHBOUR, blocked_knn, euclidean_knn, knn_reference
+from adapt.graph import sparse as graph
+from adapt.core import mesh as mesh_lib
+from adapt.graph.knn import NO_NEIGHBOUR, blocked_knn, euclidean_knn, knn_reference
 
 
 def _unit(x):
@@ -53,7 +53,7 @@ def test_euclidean_knn_on_rows_that_are_not_unit_norm():
 
 
 def test_knn_temporary_memory_grows_linearly_in_n():
-    from adapt.knn import _stream_jit, _knn_init, _knn_tile
+    from adapt.graph.knn import _stream_jit, _knn_init, _knn_tile
 
     mesh = mesh_lib.make_mesh(1)
 

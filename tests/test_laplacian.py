@@ -1,15 +1,19 @@
-"""LaplacianShot / SLK (methods/laplacian.py, adapt/graph_bound.py, adapt/graph_slk.py): the spec's
+"""LaplacianShot / SLK (methods/laplacian.py, adapt/graph/bound.py, adapt/graph/slk.py): the spec's
 property checks and parity with float64 NumPy restatements of the official loops."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adapt import graph, graph_bound, graph_slk
-from adapt import mesh as mesh_lib
-from adapt.config import load_config
-from adapt.method import MethodInputs
-from adapt.text import ClassTexts
+from adapt.graph import sparse as graph
+
+from adapt.graph import bound as graph_bound
+
+from adapt.graph import slk as graph_slk
+from adapt.core import mesh as mesh_lib
+from adapt.core.config import load_config
+from adapt.core.method import MethodInputs
+from adapt.features.text import ClassTexts
 from methods import laplacian
 from tests import reference_graph as ref
 
@@ -196,7 +200,7 @@ def test_method_is_device_count_invariant_and_permutation_equivariant(variant):
 
 def test_energy_summary_of_a_one_step_trace():
     """A solver stopped after one step (SLK's empty-cluster guard) still gets a summary."""
-    from adapt import graph_outputs
+    from adapt.graph import outputs as graph_outputs
 
     s = graph_outputs.summary(np.array([3.0]))
     assert s["first"] == s["last"] == 3.0 and s["monotone_non_increasing"] is True

@@ -1,7 +1,7 @@
 import jax
 import numpy as np
 
-from adapt import mesh as mesh_lib
+from adapt.core import mesh as mesh_lib
 
 
 def test_shard_rows_pads_and_masks():

@@ -9,10 +9,10 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from adapt import mesh as mesh_lib
-from adapt import msm
-from adapt.anomaly import AnomalyInputs, PoolTooSmall
-from adapt.anomaly_metrics import aupro, image_auroc, knn_baseline
+from adapt.core import mesh as mesh_lib
+from adapt.anomaly import msm
+from adapt.anomaly.job import AnomalyInputs, PoolTooSmall
+from adapt.anomaly.metrics import aupro, image_auroc, knn_baseline
 from adapt.models.base import Preprocess
 from methods import musc
 from tests import reference_musc as ref
@@ -23,7 +23,7 @@ def _unit(x):
 
 
 def _scores(z, mesh, schedule="symmetric", block=2, frac=0.3, rounding="floor_min1", precision="float32"):
-    """Runs adapt.msm on unpadded (N, P, C) features; returns (N, P)."""
+    """Runs adapt.anomaly.msm on unpadded (N, P, C) features; returns (N, P)."""
     n = z.shape[0]
     lo, hi = msm.rank_window(n, frac, rounding=rounding)
     b, n_pad = msm.layout(n, mesh.devices.size, block)
@@ -219,7 +219,7 @@ def test_defect_ratio_keeps_285_images_and_the_default_pool_is_unchanged():
 
 
 def test_mixed_image_sizes_are_resized_consistently():
-    from adapt.patches import SquarePool
+    from adapt.anomaly.patches import SquarePool
     from adapt.data import ArrayPool
 
     rng = np.random.default_rng(10)
@@ -277,8 +277,8 @@ def run_fake_anomaly_job(tmp_path, monkeypatch, run: str = "run") -> dict:
     tmp_path/run; returns its metrics."""
     import adapt.engine  # noqa: F401  (bound to the real loader before the patch below)
     import adapt.models
-    from adapt.anomaly import run_anomaly_job
-    from adapt.config import load_config
+    from adapt.anomaly.job import run_anomaly_job
+    from adapt.core.config import load_config
 
     monkeypatch.setattr(adapt.models, "load_model", lambda kind, path, grounding="wordnet": FakePatchModel())
     config = load_config("configs/musc.py")
@@ -312,7 +312,7 @@ def test_anomaly_job_writes_scores_metrics_report_and_plots(tmp_path, monkeypatc
 def test_patch_maps_from_each_kind_of_model():
     from types import SimpleNamespace
 
-    from adapt.patches import default_layers, patch_maps
+    from adapt.anomaly.patches import default_layers, patch_maps
 
     x = jnp.ones((2, 8, 8, 3))
 
@@ -334,8 +334,8 @@ def test_patch_maps_from_each_kind_of_model():
 def test_window_and_rscin_come_from_the_model():
     from types import SimpleNamespace
 
-    from adapt import patches
-    from adapt.anomaly import model_scoring_defaults
+    from adapt.anomaly import patches
+    from adapt.anomaly.job import model_scoring_defaults
 
     vit = SimpleNamespace(patch_tokens=None)
     cnn = FakePatchModel()
@@ -350,7 +350,7 @@ def test_window_and_rscin_come_from_the_model():
 
 
 def test_config_and_settings():
-    from adapt.config import load_config
+    from adapt.core.config import load_config
 
     c = load_config("configs/musc.py:defects,Bag")
     assert (c.pool.kind, c.pool.name, c.pool.invert, c.method) == ("defects", "Bag", True, "musc")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from adapt import cli
-from adapt import mesh as mesh_lib
-from adapt.artifact import load
-from adapt.labeller import confident_k, confident_subset, label_pool, mlp_logits, train_labeller
-from adapt.pseudolabels import EmptyClassError
+from adapt.core import mesh as mesh_lib
+from adapt.output.artifact import load
+from adapt.tuning.labeller import confident_k, confident_subset, label_pool, mlp_logits, train_labeller
+from adapt.tuning.pseudolabels import EmptyClassError
 from methods.nola import adamw, stage3_loss
 from tests.clip_fixtures import write_tiny_clip
 from tests.test_engine import _write_pool
@@ -75,7 +75,7 @@ def test_label_smoothed_ce_and_the_decay_mask():
 
 
 def test_stage3_loss_decreases_on_a_toy():
-    from adapt import tuning
+    from adapt.tuning import loop as tuning
 
     class Toy:  # a "tower" whose tunable part is a per-dimension scale, features unit rows
         def features(self, p, b, key, augment):
@@ -94,8 +94,8 @@ def test_stage3_loss_decreases_on_a_toy():
 
 
 def test_wordnet_lookup_rule():
-    pytest.importorskip("adapt.wordnet")
-    from adapt.wordnet_descriptions import lookup_candidates, wordnet_descriptions
+    pytest.importorskip("adapt.vocab.wordnet")
+    from adapt.vocab.wordnet_descriptions import lookup_candidates, wordnet_descriptions
 
     assert lookup_candidates("T-shirt/top") == ["t-shirt/top", "t-shirt", "top"]
     assert lookup_candidates("Ankle boot") == ["ankle_boot", "boot"]
@@ -163,7 +163,7 @@ def test_nola_run_on_a_tiny_clip(tmp_path):
 def test_second_tower_from_a_checkpoint_folder(tmp_path):
     """A folder goes through load_image_encoder (here a CLIP image side); features cached per pool row."""
     from adapt.data import make_pool_config, open_pool
-    from adapt.second_tower import load_second_tower, tower_features
+    from adapt.features.second_tower import load_second_tower, tower_features
 
     _write_pool(tmp_path / "pool", n_per_class=2)
     enc = load_second_tower(str(write_tiny_clip(tmp_path / "clip2", seed=1)), None)
@@ -181,7 +181,7 @@ def test_nola_run_on_the_offline_model_with_wordnet_descriptions(tmp_path):
     """Offline default: head BN affine + W tuned, WordNet descriptions, a rerun resumes from the
     cached labeller labels and the last stage-3 checkpoint. (Second tower: a tiny CLIP folder, which
     compiles in seconds; the offline own-stage tower is exercised by experiments/nola.)"""
-    pytest.importorskip("adapt.wordnet")
+    pytest.importorskip("adapt.vocab.wordnet")
     _write_pool(tmp_path / "pool", n_per_class=4)
     extra = ("--set", f"method_args.second_tower={write_tiny_clip(tmp_path / 'clip2', seed=1)}",
              "--set", "method_args.descriptions=wordnet")

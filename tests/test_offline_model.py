@@ -168,7 +168,7 @@ def skimage_pixels(names, pre) -> np.ndarray:
     import skimage.data
     from PIL import Image
 
-    from adapt.preprocess import to_pixels
+    from adapt.models.preprocess import to_pixels
 
     return np.stack([to_pixels(Image.fromarray(getattr(skimage.data, n)()), pre) for n in names])
 

@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from adapt import cli
-from adapt.artifact import load
+from adapt.output.artifact import load
 from tests.clip_fixtures import write_tiny_clip
 from tests.test_engine import _write_pool
 
@@ -31,7 +31,7 @@ def test_offline_textual_wiring_reproduces_the_template(offline):
     """Context = token embeddings of "a photo of a": the class embeddings equal the model's own
     text embeddings of "a photo of a {name}" (spec: textual prompt wiring, 1e-5), WordNet grounding
     included (names given to both sides)."""
-    from adapt.models.offline_tuning import ContextText
+    from adapt.tuning.offline_head import ContextText
 
     names = ["trouser", "sneaker", "ankle boot"]
     text = ContextText(offline, names, 4)
@@ -88,7 +88,8 @@ def test_offline_visual_run_artifact_carries_the_tuned_affine_and_lora(tmp_path)
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from adapt import cli, tuning
+    from adapt import cli
+    from adapt.tuning import loop as tuning
     save = tuning.Checkpoints.save
     def slow_save(self, step, *a):
         save(self, step, *a)

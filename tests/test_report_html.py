@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapt import cli, report_html
+from adapt import cli
+
+from adapt.output import html as report_html
 from adapt.data import ArrayPool
 from tests.clip_fixtures import write_tiny_clip
 

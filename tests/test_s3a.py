@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from adapt import cli
-from adapt import mesh as mesh_lib
-from adapt import realistic_metrics as rm
-from adapt import vote_realign as vr
-from adapt.method import MethodInputs
-from adapt.phrases import PhraseEntries
-from adapt.vocabulary import Entry, Vocabulary, match_class_names
+from adapt.core import mesh as mesh_lib
+from adapt.realistic import metrics as rm
+from adapt.realistic import vote_realign as vr
+from adapt.core.method import MethodInputs
+from adapt.realistic.phrases import PhraseEntries
+from adapt.vocab.vocabulary import Entry, Vocabulary, match_class_names
 from methods import s3a
 from tests import reference_s3a as ref
 
@@ -154,7 +154,7 @@ def test_closed_setting_method_runs_on_class_names():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     mesh = mesh_lib.make_mesh(8)
     xs, mask = mesh_lib.shard_rows(x, mesh)
-    from adapt.config import load_config
+    from adapt.core.config import load_config
 
     method = s3a.make(load_config("configs/s3a.py"))
     out = method.run(MethodInputs(xs, mask, jnp.asarray(t), 10.0, {"embedding": xs}, None, mesh,
@@ -219,7 +219,7 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
     assert len(cands) == 3
     z = np.load(run / "cvpr.npz")
     assert z["structural"].shape == (24,) and len(set(z["words"].tolist())) == 3
-    from adapt.artifact import load
+    from adapt.output.artifact import load
 
     # self-learning: student and teacher predictions are scored like CVPR's; the artifact is the
     # tuned student (its visual prompts) over the whole vocabulary and reproduces the predictions

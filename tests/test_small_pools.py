@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from adapt import mesh as mesh_lib
-from adapt.config import load_config
-from adapt.method import MethodInputs
-from adapt.text import ClassTexts
+from adapt.core import mesh as mesh_lib
+from adapt.core.config import load_config
+from adapt.core.method import MethodInputs
+from adapt.features.text import ClassTexts
 from methods import hypergraph, laplacian, zero_shot, zlap
 
 D, C = 8, 4

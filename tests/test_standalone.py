@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapt import cli
-from adapt.config import ConfigError, config_names, load_config
+from adapt.core.config import ConfigError, config_names, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,12 @@ import optax
 import pytest
 from flax import nnx
 
-from adapt import augment, pseudolabels, tuning
-from adapt import mesh as mesh_lib
+from adapt.tuning import augment
+
+from adapt.tuning import pseudolabels
+
+from adapt.tuning import loop as tuning
+from adapt.core import mesh as mesh_lib
 from methods.pseudolabel import labelled_weight
 from tests.clip_fixtures import TINY_TEXT, TINY_VISION, write_clip
 
@@ -206,7 +210,7 @@ def test_epoch_order_covers_each_row_once_and_masks_padding():
 
 
 def test_ema_teacher_follows_the_student_with_the_ramped_decay():
-    from adapt.self_learning import ema_decay, ema_teacher
+    from adapt.realistic.self_learning import ema_decay, ema_teacher
 
     opt = ema_teacher(optax.sgd(0.1))
     params = {"student": jnp.float32(1.0), "teacher": jnp.float32(1.0)}

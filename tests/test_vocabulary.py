@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapt import phrases, phrases_llm, vocab_classifier, wordnet
-from adapt.vocabulary import (Entry, Vocabulary, VocabularyError, builtin_vocabulary,
+from adapt.realistic import phrases
+
+from adapt.realistic import phrases_llm
+
+from adapt.realistic import vocab_classifier
+
+from adapt.vocab import wordnet
+from adapt.vocab.vocabulary import (Entry, Vocabulary, VocabularyError, builtin_vocabulary,
                               match_class_names, read_vocabulary, write_jsonl)
 from tests.fake_model import FakeModel
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from adapt import mesh as mesh_lib
-from adapt.text import build_prompts, encode_classes
+from adapt.core import mesh as mesh_lib
+from adapt.features.text import build_prompts, encode_classes
 from tests.fake_model import FakeModel
 
 NAMES = ["cat", "big_dog", "car"]
@@ -60,8 +60,8 @@ def test_uniform_pooling_is_the_cupl_default():
 
 def _zero_shot_predictions(x, names, n_devices):
     from methods import zero_shot
-    from adapt.config import load_config
-    from adapt.method import MethodInputs
+    from adapt.core.config import load_config
+    from adapt.core.method import MethodInputs
     import jax
 
     m = FakeModel()
@@ -87,7 +87,7 @@ def test_zero_shot_is_permutation_equivariant_and_device_count_invariant():
 def test_classes_with_identical_embeddings_are_reported():
     """Two classes whose prompts embed the same (here: the same description only, beta 1) cannot be
     told apart; encode_classes warns and identical_classes names the group."""
-    from adapt.text import identical_classes
+    from adapt.features.text import identical_classes
 
     desc = {"cat": ["a pet"], "big_dog": ["a pet"], "car": ["has wheels"]}
     with pytest.warns(UserWarning, match="identical text embeddings"):

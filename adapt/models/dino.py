@@ -173,7 +173,7 @@ class DinoViT(nnx.Module):
 class DinoEncoder(nnx.Module):
     """A frozen image-only encoder: model_id, weights_hash, preprocess, embed_dim, encode_images.
 
-    Enough for `adapt.embed.embed_pool` (a second image tower's features for a pool); it has no
+    Enough for `adapt.features.embed.embed_pool` (a second image tower's features for a pool); it has no
     text side, so it is not a zero-shot model.
     """
 

@@ -5,7 +5,7 @@ them through the hierarchy instead of through MiniLM nearest neighbours alone:
 
   1. the name's synset s: the first lemma of `lookup_candidates(name)` found in WordNet's index
      ("T-shirt/top" tries "t-shirt/top", "t-shirt", "top"; "Ankle boot" tries "ankle_boot", "boot"),
-     and of its senses the most frequent one under the visual roots (`adapt.wordnet_descriptions`);
+     and of its senses the most frequent one under the visual roots (`adapt.vocab.wordnet_descriptions`);
   2. the support: the ImageNet classes that are s or a hyponym of s; when there is none, the same
      for s's first hypernym, at most `max_up` levels up ("sneaker" = gym_shoe -> shoe -> running
      shoe, loafer, sandal);
@@ -23,8 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from adapt import wordnet
-from adapt.wordnet_descriptions import choose_synset, read_noun_index
+from adapt.vocab import wordnet
+from adapt.vocab.wordnet_descriptions import choose_synset, read_noun_index
 
 MAX_UP = 2
 

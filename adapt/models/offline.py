@@ -29,7 +29,7 @@ from adapt import assets
 from adapt.models.base import Preprocess
 from adapt.models.efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from adapt.models.grounding import Grounding
-from adapt.wordnet import WordNetError
+from adapt.vocab.wordnet import WordNetError
 from adapt.models.minilm import MiniLM, default_minilm_path
 from adapt.models.torch_pickle import load_state_dict
 

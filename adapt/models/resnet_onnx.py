@@ -115,7 +115,7 @@ class ResNetOpenNsfw(nnx.Module):
 
 
 class OpenNsfwEncoder(nnx.Module):
-    """A frozen image-only encoder (what `adapt.embed.embed_pool` caches): model_id, weights_hash,
+    """A frozen image-only encoder (what `adapt.features.embed.embed_pool` caches): model_id, weights_hash,
     preprocess, embed_dim and `encode_images(pixels (B, 224, 224, 3)) -> (B, 1024)` L2-normalised."""
 
     model_id = MODEL_ID

@@ -8,10 +8,10 @@ embedding and the text view, rectified prototypes). Labels are read only to prin
 import jax
 import numpy as np
 
-from adapt import mesh as mesh_lib
-from adapt.config import load_config
-from adapt.method import MethodInputs
-from adapt.text import ClassTexts
+from adapt.core import mesh as mesh_lib
+from adapt.core.config import load_config
+from adapt.core.method import MethodInputs
+from adapt.features.text import ClassTexts
 from methods import hypergraph
 
 SETS = {  # name: (N, C, D, cluster noise, text noise, seed)

@@ -14,7 +14,7 @@ import numpy as np
 
 from adapt.data.presets import FASHION_MNIST_CLASSES
 from adapt.models.offline import load_offline_default
-from adapt.text import encode_classes
+from adapt.features.text import encode_classes
 from methods.zlap import transductive
 
 

@@ -50,8 +50,10 @@ def open_pool(kind: str, seed: int, split: str = "test"):
 def evaluate_pool(kind, seed, model, mesh, cache, bf16: bool, split: str = "test", strides=STRIDES):
     import jax.numpy as jnp
 
-    from adapt import anomaly, patches
-    from adapt.anomaly_metrics import image_auroc, knn_baseline
+    from adapt.anomaly import job as anomaly
+
+    from adapt.anomaly import patches
+    from adapt.anomaly.metrics import image_auroc, knn_baseline
     from methods import musc
 
     pool = open_pool(kind, seed, split)
@@ -145,7 +147,7 @@ def main():
     if a.table:
         print(summarise(json.loads(Path(a.table).read_text())["results"]))
         return
-    from adapt import mesh as mesh_lib
+    from adapt.core import mesh as mesh_lib
     from adapt.models import load_model
 
     kinds = ["Trouser", "Bag", "Sneaker"] if a.pools == "defects" else a.pools.split(",")

@@ -3,7 +3,7 @@
 For each pool (class, ratio, seed, split): the offline model's stage maps (strides given) and
 pooled embeddings are extracted once; for every (stride, r) the full table of nearest-patch
 distances d_ij(p) is computed once and sorted over j, so that every MSM rank window is a
-cumulative-sum lookup (the same numbers as adapt.msm: checked against `musc.layer_scores` on the
+cumulative-sum lookup (the same numbers as adapt.anomaly.msm: checked against `musc.layer_scores` on the
 default window of every pool). Every setting = (strides, degrees, window, RsCIN on/off) is then a
 fusion of those maps; image AUROC of each is stored with the kNN-5 baseline's.
 
@@ -48,7 +48,7 @@ def sorted_distances(z):
 
 def window_means(sorted_d, fracs):
     """(N, P, N - 1) sorted distances -> {frac: (N, P) mean over ranks msm.rank_window(N, frac)}."""
-    from adapt import msm
+    from adapt.anomaly import msm
 
     n = sorted_d.shape[0]
     cs = np.concatenate([np.zeros(sorted_d.shape[:2] + (1,)), np.cumsum(sorted_d, -1, dtype=np.float64)], -1)
@@ -62,8 +62,10 @@ def window_means(sorted_d, fracs):
 def evaluate_pool(cls, ratio, seed, split, strides, model, mesh, degrees=(1, 3, 5)):
     import jax.numpy as jnp
 
-    from adapt import anomaly, patches
-    from adapt.anomaly_metrics import image_auroc, knn_baseline
+    from adapt.anomaly import job as anomaly
+
+    from adapt.anomaly import patches
+    from adapt.anomaly.metrics import image_auroc, knn_baseline
     from adapt.data.defects import defect_pool
     from methods import musc
 
@@ -81,7 +83,7 @@ def evaluate_pool(cls, ratio, seed, split, strides, model, mesh, degrees=(1, 3, 
                 maps[st, r, f] = a.reshape(n, h, w)
     check = musc.layer_scores(feats.maps[strides.index(16)], mesh, musc.Settings(), (3,))[0]
     max_diff = float(np.abs(check - maps[16, 3, 0.3]).max())
-    assert max_diff < 1e-4, f"table path differs from adapt.msm by {max_diff}"
+    assert max_diff < 1e-4, f"table path differs from adapt.anomaly.msm by {max_diff}"
     size = (feats.image_size, feats.image_size)
     emb = jnp.asarray(feats.embeddings)
     out = dict(pool=cls, ratio=ratio, seed=seed, split=split, n=n, n_anomalous=int(y.sum()),
@@ -167,7 +169,7 @@ def main():
         names = a.settings.split(";") if a.settings else list(res[0]["settings"])
         print(table(res, names))
         return
-    from adapt import mesh as mesh_lib
+    from adapt.core import mesh as mesh_lib
     from adapt.models import load_model
 
     model, mesh = load_model("offline"), mesh_lib.make_mesh()

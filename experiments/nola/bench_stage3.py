@@ -1,6 +1,6 @@
 """NoLA stage 3, time per epoch: frozen things cached (ours) vs recomputed every step (official code).
 
-Both variants run the same stage-3 loss (methods/nola.stage3_loss) with `adapt.tuning.fit` on the
+Both variants run the same stage-3 loss (methods/nola.stage3_loss) with `adapt.tuning.loop.fit` on the
 same rows of the Fashion-MNIST test pool, offline default model, batch 512:
 - cached: the labeller's labels of the pool were computed once; each step reads them.
 - recompute: each step runs the second tower (open_nsfw ResNet-50) on the batch's weak view and the
@@ -21,16 +21,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from adapt import labeller, tuning
-from adapt import mesh as mesh_lib
+from adapt.tuning import labeller
+
+from adapt.tuning import loop as tuning
+from adapt.core import mesh as mesh_lib
 from adapt.data import open_pool
-from adapt.embed import embed_pool
-from adapt.method import MethodInputs
+from adapt.features.embed import embed_pool
+from adapt.core.method import MethodInputs
 from adapt.models.offline import load_offline_default
-from adapt.preprocess import to_pixels
-from adapt.prompted import make_prompted
-from adapt.second_tower import load_second_tower, tower_features
-from adapt.text import encode_classes
+from adapt.models.preprocess import to_pixels
+from adapt.tuning.prompted import make_prompted
+from adapt.features.second_tower import load_second_tower, tower_features
+from adapt.features.text import encode_classes
 from configs.nola import get_config
 from methods.nola import adamw, cde_probs, stage3_loss
 

@@ -22,7 +22,7 @@ from flax import nnx
 
 from adapt.data.presets import FASHION_MNIST_CLASSES, fashion_mnist_pool
 from adapt.models.offline import load_offline_default
-from adapt.preprocess import to_pixels
+from adapt.models.preprocess import to_pixels
 
 BATCH = 64
 

@@ -34,7 +34,8 @@ def main():
     from flax import nnx
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from adapt import mesh as mesh_lib, ops
+    from adapt.core import mesh as mesh_lib
+    from adapt.core import ops
     from adapt.models.clip import CLIPModel
     from adapt.models.clip_load import parse_config
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from adapt import report_html
+from adapt.output import html as report_html
 from adapt.data import ArrayPool
 
 

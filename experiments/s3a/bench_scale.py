@@ -45,8 +45,8 @@ def synthetic(n, d, v, clusters, seed=0):
 
 def text_cost(v: int) -> dict:
     from adapt.models import load_model
-    from adapt.text import encode_classes
-    from adapt.vocabulary import builtin_vocabulary
+    from adapt.features.text import encode_classes
+    from adapt.vocab.vocabulary import builtin_vocabulary
 
     t0 = time.perf_counter()
     model = load_model("offline", "")
@@ -63,10 +63,10 @@ def run_stage(a) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from adapt import mesh as mesh_lib
-    from adapt.cluster_count import sample_rows, silhouette
-    from adapt.kmeans import kmeans, kmeans_plus_plus, lloyd
-    from adapt.vote_realign import vocabulary_argmax, vote_realign
+    from adapt.core import mesh as mesh_lib
+    from adapt.realistic.cluster_count import sample_rows, silhouette
+    from adapt.realistic.kmeans import kmeans, kmeans_plus_plus, lloyd
+    from adapt.realistic.vote_realign import vocabulary_argmax, vote_realign
 
     mesh = mesh_lib.make_mesh()
     out = dict(stage=a.stage, n=a.n, d=a.d, v=a.v, k=a.k, devices=mesh.devices.size)

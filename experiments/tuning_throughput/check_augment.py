@@ -1,4 +1,4 @@
-"""Checks that torch_augment restates adapt.augment: the parameters our JAX keys draw for each
+"""Checks that torch_augment restates adapt.tuning.augment: the parameters our JAX keys draw for each
 image, fed to the torch code, must give the same weak and strong views.
 
     python experiments/tuning_throughput/check_augment.py [--n 32] [--size 224]
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch_augment as ta
 
-from adapt import augment as aug
+from adapt.tuning import augment as aug
 
 
 def jax_params(key, n: int, kind: str) -> dict:
-    """The per-image parameters adapt.augment._one draws from fold_in(key, i), as torch_augment takes them."""
+    """The per-image parameters adapt.tuning.augment._one draws from fold_in(key, i), as torch_augment takes them."""
     rows = []
     for i in range(n):
         k1, k2, k3, k4, k5 = jax.random.split(jax.random.fold_in(key, i), 5)

@@ -33,7 +33,7 @@ TEXT_CFG = TINY_TEXT  # the text tower is never run; a tiny one keeps the checkp
 
 
 def lr_at(epoch: int, epochs: int) -> float:
-    """adapt.tuning.warmup_cosine, in plain Python."""
+    """adapt.tuning.loop.warmup_cosine, in plain Python."""
     if epoch < WARMUP_EPOCHS:
         return LR * (epoch + 1) / max(WARMUP_EPOCHS, 1)
     t = min(max((epoch - WARMUP_EPOCHS) / max(epochs - WARMUP_EPOCHS, 1), 0.0), 1.0)

@@ -1,4 +1,4 @@
-"""Our side: the jitted tuning step run by `adapt.tuning.fit`, timed from its per-epoch history.
+"""Our side: the jitted tuning step run by `adapt.tuning.loop.fit`, timed from its per-epoch history.
 
     python experiments/tuning_throughput/ours.py clip --ckpt DIR --steps 2 --epochs 4 --out a.json
     python experiments/tuning_throughput/ours.py offline --batch 16 --rows 1024 --epochs 4 --out b.json
@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adapt import mesh as mesh_lib
-from adapt import tuning
-from adapt.prompted import ClipPrompted, OfflinePrompted
+from adapt.core import mesh as mesh_lib
+from adapt.tuning import loop as tuning
+from adapt.tuning.prompted import ClipPrompted, OfflinePrompted
 
 
 def _cpu_clock():

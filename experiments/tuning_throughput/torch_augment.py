@@ -1,4 +1,4 @@
-"""PyTorch restatement of `adapt.augment` (weak / strong views), batched, NCHW.
+"""PyTorch restatement of `adapt.tuning.augment` (weak / strong views), batched, NCHW.
 
 Same families and parameters as ours, one parameter draw per image: random resized crop (scale
 0.5-1, ratio 3/4-4/3, bilinear, edge values outside) + horizontal flip, as one `grid_sample` with a

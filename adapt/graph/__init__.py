@@ -1,0 +1,5 @@
+"""Graph methods' math: sparse kNN graphs (knn, sparse), propagation and bound optimisation
+(bound, slk), hypergraph propagation (hyper), CCA (cca), and the graph methods' shared outputs
+(outputs: rectified prototypes, predictions, the small-pool guard).
+May import: core.
+"""
