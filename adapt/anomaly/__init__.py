@@ -1,4 +1,4 @@
 """Anomaly scoring of a pool: patch maps of a frozen model (patches), mutual scoring (msm), image and
 pixel metrics (metrics), scores.csv/plots/report (report), and the anomaly job (job).
-May import: core, data, models, features, output (the job only).
+May import: core, data, models, features, output.
 """

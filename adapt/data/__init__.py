@@ -3,6 +3,7 @@
 `open_pool(cfg)` builds the pool a config asks for; `make_pool_config()` is the config block every
 method shares. Kinds: folder, tfds, idx, fashion_mnist, textile, digits (`arrays` is Python-API
 only: build `ArrayPool` directly).
+May import: core.
 """
 from __future__ import annotations
 

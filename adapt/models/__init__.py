@@ -3,6 +3,7 @@
 `load_model(kind, path)`: an empty path means the embedded offline default model; a folder is read
 as a checkpoint whose kind comes from its `config.json` (`model_type`).
 `load_image_encoder(path)`: a second, image-only frozen tower (DINO / DINOv2, or a CLIP image side).
+May import: core, data, vocab.
 """
 from __future__ import annotations
 

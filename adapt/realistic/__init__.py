@@ -2,5 +2,5 @@
 and the cluster count (kmeans, cluster_count), vote and realignment (vote_realign), phrases for
 clusters (phrases, phrases_llm), teacher-student self-learning (self_learning), metrics against
 class names (metrics), outputs (report) and the realistic job (job).
-May import: core, data, models, features, vocab, tuning, output (the job only).
+May import: core, data, models, features, vocab, graph, tuning, output.
 """
