@@ -127,7 +127,8 @@ def _scale_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
 def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
     icc = img.info.get("icc_profile")
     if icc:
-        try:  # local: ImageCms needs a PIL built with LittleCMS, and only CMYK with a profile uses it
+        try:
+            # local: ImageCms needs a PIL built with LittleCMS, and only CMYK with a profile uses it
             from PIL import ImageCms
 
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
