@@ -1,7 +1,7 @@
 """Plain NumPy/SciPy restatements of the official graph algorithms (specs laplacian.md and
 label_propagation.md), written from the specs and read against the official code, in float64.
 
-They are the parity oracles of tests/test_zlap.py and test_laplacian.py and the "reference" side of
+They are the parity oracles of tests/test_zlap.py, test_laplacian.py and test_knn.py and the "reference" side of
 experiments/graph_methods/benchmark.py, so they stay plain: loops and scipy.sparse as the official
 code has them, no JAX. TMV-HLP's dense restatement is tests/reference_hypergraph.py.
 """
@@ -25,6 +25,16 @@ def knn_numpy(keys: np.ndarray, queries: np.ndarray, k: int, chunk: int = 2048):
         idx_out[start:start + chunk] = np.take_along_axis(part, order, axis=1)
         sim_out[start:start + chunk] = np.take_along_axis(ps, order, axis=1)
     return idx_out, sim_out
+
+
+def knn_reference(queries: np.ndarray, keys: np.ndarray, k: int, exclude_self: bool = False):
+    """Dense inner-product kNN in float64: (values (Nq, k), indices (Nq, k)), ties to the lower
+    index (the oracle of adapt.graph.knn)."""
+    s = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T
+    if exclude_self:
+        np.fill_diagonal(s, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, axis=1), order.astype(np.int32)
 
 
 # ------------------------------------------------------------------------------------------ ZLaP

@@ -9,7 +9,16 @@ from sklearn.metrics import silhouette_score
 
 from adapt.realistic import cluster_count
 from adapt.core import mesh as mesh_lib
-from adapt.realistic.kmeans import kmeans, kmeans_host, kmeans_plus_plus
+from adapt.core.distributed import to_host
+from adapt.realistic.kmeans import KMeansResult, kmeans, kmeans_plus_plus
+
+
+def kmeans_host(x: np.ndarray, k: int, seed: int = 0, mesh=None, **kw) -> tuple[np.ndarray, KMeansResult]:
+    """Host rows (N, D) -> (labels (N,), result), sharded over `mesh` (default: all devices)."""
+    mesh = mesh or mesh_lib.make_mesh()
+    xs, mask = mesh_lib.shard_rows(np.asarray(x, np.float32), mesh)
+    res = kmeans(xs, mask, k, jax.random.key(seed), mesh=mesh, **kw)
+    return to_host(res.labels)[: len(x)], res
 
 
 def _blobs(n=403, d=10, k=6, std=2.0, seed=0, unit=False):

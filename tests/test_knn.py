@@ -6,7 +6,8 @@ import pytest
 
 from adapt.graph import sparse as graph
 from adapt.core import mesh as mesh_lib
-from adapt.graph.knn import NO_NEIGHBOUR, blocked_knn, euclidean_knn, knn_reference
+from adapt.graph.knn import NO_NEIGHBOUR, blocked_knn, euclidean_knn
+from tests.reference_graph import knn_reference
 
 
 def _unit(x):

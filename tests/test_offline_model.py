@@ -2,10 +2,13 @@
 with PyTorch references, depthwise forms, ConSE class map, the FrozenModel wrapper."""
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from adapt import assets
 from adapt.models.efficientnet import (block_specs, depthwise_grouped, depthwise_shifted,
                                        load_efficientnet_lite0)
 from adapt.models.offline import conse_weights
@@ -250,11 +254,22 @@ def offline():
     return load_offline_default()
 
 
+def documented_weights_hash() -> str:
+    """The digest `load_offline_default` documents, computed here from the files: sha256 of the JSON
+    list [sha256(EfficientNet weights), sha256(MiniLM weights), sha256(ImageNet class list),
+    class-text variant, T, tau], with the default tie settings."""
+    from adapt.models.minilm import default_minilm_path
+
+    files = (EFFNET, default_minilm_path() / "model.safetensors", assets.path("imagenet_classes.json"))
+    digests = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files]
+    return hashlib.sha256(json.dumps([*digests, "synonyms_gloss", 10, 0.2]).encode()).hexdigest()
+
+
 @pytest.mark.slow
 def test_offline_model_interface(offline):
     m = offline
     assert m.model_id == "offline-default:effnet-lite0+minilm-l6" and m.embed_dim == 1280
-    assert len(m.weights_hash) == 64 and int(m.weights_hash, 16) >= 0
+    assert m.weights_hash == documented_weights_hash()
     assert m.preprocess.image_size == 224 and m.class_map_view == "imagenet_probs"
     names = ["chelsea", "coffee", "rocket"]
     pixels = skimage_pixels(names, m.preprocess)

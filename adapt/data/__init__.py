@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import ml_collections
+
 from adapt.data.arrays import ArrayPool, SubsetPool, subsample
 from adapt.data.base import BadImage, Pool, PoolError
 from adapt.data.classes import ResolvedClasses, normalise, resolve_classes
 from adapt.data.decode import IMAGE_EXTENSIONS, array_to_image, decode_image
+from adapt.data.defects import defect_pool_from_config
 from adapt.data.folder import FolderPool
 from adapt.data.idx import IdxPool, parse_idx, write_idx
 from adapt.data.presets import (DIGIT_CLASSES, FASHION_MNIST_CLASSES, TEXTILE_CLASSES,
@@ -34,8 +37,6 @@ def make_pool_config(**overrides):
     else a seeded label-free subsample of that many), seed, defect_ratio (kind 'defects' only: the
     defective share of its 285 images; 0 = the standard 15).
     """
-    import ml_collections
-
     unknown = sorted(set(overrides) - set(POOL_DEFAULTS))
     if unknown:
         raise KeyError(f"unknown pool config fields {unknown}; known: {sorted(POOL_DEFAULTS)}")
@@ -91,8 +92,6 @@ def open_pool(cfg) -> Pool:
     elif kind == "digits":
         pool = digits_pool(invert=invert)
     elif kind == "defects":  # seeded CutPaste defects in one Fashion-MNIST class (pool.name)
-        from adapt.data.defects import defect_pool_from_config
-
         pool = defect_pool_from_config(cfg)
     elif kind == "arrays":
         raise PoolError("kind 'arrays' is Python-API only: build adapt.data.ArrayPool(images, ...) "

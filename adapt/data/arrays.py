@@ -46,13 +46,15 @@ class ArrayPool(Pool):
     """
 
     def __init__(self, images, labels=None, class_names: Sequence[str] | None = None,
-                 invert: bool = False, name: str = "arrays"):
-        self._x = as_uint8_images(images, what=name)
+                 invert: bool = False, name: str = "arrays", what: str | None = None):
+        """`what` names the pool in error messages (default: `name`)."""
+        what = what or name
+        self._x = as_uint8_images(images, what=what)
         n = self._x.shape[0]
         if n == 0:
-            raise PoolError(f"{name}: the pool is empty (0 images)")
+            raise PoolError(f"{what}: the pool is empty (0 images)")
         self._y, self.class_names, self.label_names_synthetic = check_labels(
-            labels, n, class_names, name)
+            labels, n, class_names, what)
         self.invert = bool(invert)
         self.name = name
         self.prescan_skipped: list[tuple[str, str]] = []

@@ -83,9 +83,78 @@ def _check_names(names: list[str], origin: str) -> list[str]:
     return cleaned
 
 
-def _mismatch(a_keys, b_keys):
+def _require_same(a_keys, b_keys, describe) -> None:
+    """PoolError(describe(missing, extra)) unless the key sets are equal; missing = in a only."""
     a, b = set(a_keys), set(b_keys)
-    return sorted(a - b), sorted(b - a)
+    missing, extra = sorted(a - b), sorted(b - a)
+    if missing or extra:
+        raise PoolError(describe(missing, extra))
+
+
+def _choose_names(pool: Pool, names, names_file, descriptions, descriptions_file):
+    """(the class list, where it comes from): `names`, else the names file, else the descriptions
+    file's keys, else the pool's own (real) class names."""
+    pool_names = pool.class_names
+    synthetic = bool(getattr(pool, "label_names_synthetic", False))
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    if names:
+        return list(names), "the `names` option"
+    if names_file:
+        text = _read_text(names_file, "class names file").decode("utf-8-sig", "replace")
+        resolved = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if not resolved:
+            raise PoolError(f"class names file {os.fspath(names_file)} holds no names")
+        return resolved, f"names file {os.fspath(names_file)}"
+    if descriptions is not None:
+        return list(descriptions), f"descriptions file {os.fspath(descriptions_file)}"
+    if pool_names and not synthetic:
+        return list(pool_names), f"the pool ({pool.source})"
+    if pool_names:
+        raise PoolError(f"the pool {pool.source} has labels but no class names; give the names "
+                        "(`names` or `names_file`), in label order")
+    raise PoolError(f"no class names: the pool {pool.source} has none; give `names`, "
+                    "`names_file` or `descriptions_file`")
+
+
+def _remap_labels(pool: Pool, resolved: list[str], norm: list[str], origin: str):
+    """The pool's (N,) labels as indices into `resolved` (-1 stays -1); None when unlabelled.
+
+    Synthetic pool names ('0'..'K-1') map by index; real ones by normalised name, and must be the
+    same set as the class list."""
+    labels, pool_names = pool.labels(), pool.class_names
+    if labels is None or pool_names is None:
+        return labels
+    labels = np.asarray(labels, dtype=np.int32)
+    if getattr(pool, "label_names_synthetic", False):
+        top = int(labels.max()) if labels.size else -1
+        if top >= len(resolved):
+            raise PoolError(f"the pool's labels go up to {top} but {origin} gives only "
+                            f"{len(resolved)} class names (names map to labels by index)")
+        return labels
+    pool_norm = [normalise(n) for n in pool_names]
+    dirs = getattr(pool, "class_dirs", None) or pool_names
+    _require_same(pool_norm, norm, lambda missing, extra: (
+        f"class names from {origin} do not match the labelled classes of the pool "
+        f"({pool.source}): missing (in the pool, not in the list): {missing}; extra "
+        f"(in the list, not in the pool): {extra}; pool classes: {list(dirs)}"))
+    where = {k: j for j, k in enumerate(norm)}
+    table = np.asarray([where[k] for k in pool_norm] + [-1], dtype=np.int32)
+    return table[labels]  # -1 indexes the trailing -1
+
+
+def _match_descriptions(descriptions: dict, descriptions_file, resolved: list[str],
+                        norm: list[str]) -> dict[str, list[str]]:
+    """The descriptions keyed by the resolved class names (keys compared normalised)."""
+    by_norm = {normalise(k): k for k in descriptions}
+    if len(by_norm) != len(descriptions):
+        raise PoolError(f"descriptions file {os.fspath(descriptions_file)}: duplicate keys "
+                        "(compared ignoring case, whitespace, '_' and '-')")
+    _require_same(norm, by_norm, lambda missing, extra: (
+        f"descriptions file {os.fspath(descriptions_file)} does not match the class "
+        f"list: classes without descriptions: {[resolved[norm.index(k)] for k in missing]}; "
+        f"descriptions for unknown classes: {[by_norm[k] for k in extra]}"))
+    return {n: list(descriptions[by_norm[k]]) for n, k in zip(resolved, norm)}
 
 
 def resolve_classes(pool: Pool, names: Sequence[str] | str | None = None,
@@ -95,64 +164,12 @@ def resolve_classes(pool: Pool, names: Sequence[str] | str | None = None,
     descriptions, desc_sha = (None, None)
     if descriptions_file:
         descriptions, desc_sha = _load_descriptions(descriptions_file)
-    pool_names = pool.class_names
-    synthetic = bool(getattr(pool, "label_names_synthetic", False))
-    if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
-    if names:
-        resolved, origin = list(names), "the `names` option"
-    elif names_file:
-        text = _read_text(names_file, "class names file").decode("utf-8-sig", "replace")
-        resolved = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        origin = f"names file {os.fspath(names_file)}"
-        if not resolved:
-            raise PoolError(f"class names file {os.fspath(names_file)} holds no names")
-    elif descriptions is not None:
-        resolved, origin = list(descriptions), f"descriptions file {os.fspath(descriptions_file)}"
-    elif pool_names and not synthetic:
-        resolved, origin = list(pool_names), f"the pool ({pool.source})"
-    elif pool_names:
-        raise PoolError(f"the pool {pool.source} has labels but no class names; give the names "
-                        "(`names` or `names_file`), in label order")
-    else:
-        raise PoolError(f"no class names: the pool {pool.source} has none; give `names`, "
-                        "`names_file` or `descriptions_file`")
+    resolved, origin = _choose_names(pool, names, names_file, descriptions, descriptions_file)
     resolved = _check_names(resolved, origin)
     if not resolved:
         raise PoolError(f"no class names from {origin}")
     norm = [normalise(n) for n in resolved]
-
-    labels = pool.labels()
-    if labels is not None and pool_names is not None:
-        labels = np.asarray(labels, dtype=np.int32)
-        if synthetic:
-            top = int(labels.max()) if labels.size else -1
-            if top >= len(resolved):
-                raise PoolError(f"the pool's labels go up to {top} but {origin} gives only "
-                                f"{len(resolved)} class names (names map to labels by index)")
-        else:
-            pool_norm = [normalise(n) for n in pool_names]
-            dirs = getattr(pool, "class_dirs", None) or pool_names
-            missing, extra = _mismatch(pool_norm, norm)
-            if missing or extra:
-                raise PoolError(
-                    f"class names from {origin} do not match the labelled classes of the pool "
-                    f"({pool.source}): missing (in the pool, not in the list): {missing}; extra "
-                    f"(in the list, not in the pool): {extra}; pool classes: {list(dirs)}")
-            where = {k: j for j, k in enumerate(norm)}
-            table = np.asarray([where[k] for k in pool_norm] + [-1], dtype=np.int32)
-            labels = table[labels]  # -1 indexes the trailing -1
-
+    labels = _remap_labels(pool, resolved, norm, origin)
     if descriptions is not None:
-        by_norm = {normalise(k): k for k in descriptions}
-        if len(by_norm) != len(descriptions):
-            raise PoolError(f"descriptions file {os.fspath(descriptions_file)}: duplicate keys "
-                            "(compared ignoring case, whitespace, '_' and '-')")
-        missing, extra = _mismatch(norm, by_norm)
-        if missing or extra:
-            raise PoolError(
-                f"descriptions file {os.fspath(descriptions_file)} does not match the class "
-                f"list: classes without descriptions: {[resolved[norm.index(k)] for k in missing]}; "
-                f"descriptions for unknown classes: {[by_norm[k] for k in extra]}")
-        descriptions = {n: list(descriptions[by_norm[k]]) for n, k in zip(resolved, norm)}
+        descriptions = _match_descriptions(descriptions, descriptions_file, resolved, norm)
     return ResolvedClasses(resolved, labels, descriptions, desc_sha)

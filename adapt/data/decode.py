@@ -128,6 +128,7 @@ def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
     icc = img.info.get("icc_profile")
     if icc:
         try:
+            # local: ImageCms needs a PIL built with LittleCMS, and only CMYK with a profile uses it
             from PIL import ImageCms
 
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))

@@ -15,11 +15,9 @@ import struct
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
-from adapt.data.arrays import check_labels
-from adapt.data.base import Pool, PoolError
-from adapt.data.decode import array_to_image
+from adapt.data.arrays import ArrayPool
+from adapt.data.base import PoolError
 
 _CHUNK = 1 << 20
 
@@ -77,68 +75,63 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
         f.write(gzip.compress(raw, mtime=0) if compress else raw)
 
 
-class IdxPool(Pool):
-    """Images from an IDX file; labels (for evaluation only) from an optional second IDX file."""
+def read_idx_images(path: str) -> tuple[np.ndarray, str]:
+    """An IDX image file -> ((N, H, W) or (N, H, W, C) uint8 images, sha256 of the file's bytes)."""
+    if not os.path.isfile(path):
+        raise PoolError(f"IDX image file {path} does not exist")
+    data, sha = _read_hashed(path)
+    x = parse_idx(data, path)
+    if x.ndim == 4 and x.shape[-1] not in (1, 3):
+        raise PoolError(f"IDX image file {path}: 4-d data must be (N, H, W, C) with C "
+                        f"in 1, 3; got {x.shape}")
+    if x.ndim not in (3, 4):
+        raise PoolError(f"IDX image file {path}: expected images (magic 0x00000803, "
+                        f"(N, H, W)), got {x.ndim} dimensions {x.shape}")
+    if x.shape[0] == 0 or min(x.shape[1:3]) == 0:
+        raise PoolError(f"IDX image file {path}: empty pool, shape {x.shape}")
+    return x, sha
+
+
+def read_idx_labels(path: str, n_images: int, images_path: str) -> np.ndarray:
+    """An IDX label file -> (N,) uint8 labels; N must equal the image file's `n_images`."""
+    if not os.path.isfile(path):
+        raise PoolError(f"IDX label file {path} does not exist")
+    y = parse_idx(_read_hashed(path)[0], path)
+    if y.ndim != 1:
+        raise PoolError(f"IDX label file {path}: expected labels (magic "
+                        f"0x00000801, (N,)), got {y.ndim} dimensions {y.shape}")
+    if y.shape[0] != n_images:
+        raise PoolError(f"IDX files disagree: {n_images} images in {images_path} but "
+                        f"{y.shape[0]} labels in {path}")
+    return y
+
+
+class IdxPool(ArrayPool):
+    """Images from an IDX file; labels (for evaluation only) from an optional second IDX file.
+
+    An `ArrayPool` of the decoded arrays; only its source line and fingerprint (the image file's
+    sha256, not its pixels) are its own.
+    """
 
     def __init__(self, images_path: str | os.PathLike, labels_path: str | os.PathLike | None = None,
                  class_names: Sequence[str] | None = None, invert: bool = False,
                  name: str | None = None):
         images_path = os.fspath(images_path)
-        if not os.path.isfile(images_path):
-            raise PoolError(f"IDX image file {images_path} does not exist")
-        data, self._images_sha = _read_hashed(images_path)
-        x = parse_idx(data, images_path)
-        del data
-        if x.ndim == 4 and x.shape[-1] not in (1, 3):
-            raise PoolError(f"IDX image file {images_path}: 4-d data must be (N, H, W, C) with C "
-                            f"in 1, 3; got {x.shape}")
-        if x.ndim not in (3, 4):
-            raise PoolError(f"IDX image file {images_path}: expected images (magic 0x00000803, "
-                            f"(N, H, W)), got {x.ndim} dimensions {x.shape}")
-        if x.shape[0] == 0 or min(x.shape[1:3]) == 0:
-            raise PoolError(f"IDX image file {images_path}: empty pool, shape {x.shape}")
-        self._x = x
+        x, self._images_sha = read_idx_images(images_path)
         y = None
         if labels_path is not None:
-            labels_path = os.fspath(labels_path)
-            if not os.path.isfile(labels_path):
-                raise PoolError(f"IDX label file {labels_path} does not exist")
-            ldata, _ = _read_hashed(labels_path)
-            y = parse_idx(ldata, labels_path)
-            if y.ndim != 1:
-                raise PoolError(f"IDX label file {labels_path}: expected labels (magic "
-                                f"0x00000801, (N,)), got {y.ndim} dimensions {y.shape}")
-            if y.shape[0] != x.shape[0]:
-                raise PoolError(f"IDX files disagree: {x.shape[0]} images in {images_path} but "
-                                f"{y.shape[0]} labels in {labels_path}")
-        self._y, self.class_names, self.label_names_synthetic = check_labels(
-            y, x.shape[0], class_names if y is not None else None, f"IDX {images_path}")
-        if y is None and class_names is not None:
-            self.class_names = list(class_names)
-        self.invert = bool(invert)
+            y = read_idx_labels(os.fspath(labels_path), x.shape[0], images_path)
         base = os.path.basename(images_path)
-        self.name = name or (base[:-3] if base.endswith(".gz") else base)
-        self.prescan_skipped: list[tuple[str, str]] = []
+        super().__init__(x, y, class_names, invert=invert,
+                         name=name or (base[:-3] if base.endswith(".gz") else base),
+                         what=f"IDX {images_path}")
         shape = "x".join(str(s) for s in x.shape[1:])
         labelled = f", {len(self.class_names)} classes" if self._y is not None else ", unlabelled"
         self.source = (f"idx {images_path} ({x.shape[0]} images {shape}{labelled}"
                        f"{', inverted' if invert else ''})")
-
-    def __len__(self) -> int:
-        return self._x.shape[0]
-
-    def item_id(self, i: int) -> str:
-        return f"{self.name}[{i}]"
-
-    def load(self, i: int) -> Image.Image:
-        return array_to_image(self._x[i], invert=self.invert)
-
-    def labels(self) -> np.ndarray | None:
-        return None if self._y is None else self._y.copy()
 
     def fingerprint(self) -> str:
         """sha256 of the image file's bytes (as read) plus the options."""
         return hashlib.sha256(json.dumps({
             "kind": "idx", "images_sha256": self._images_sha, "invert": self.invert,
             "name": self.name}).encode()).hexdigest()
-

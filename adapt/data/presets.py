@@ -61,6 +61,7 @@ def textile_pool(invert: bool = False) -> FolderPool:
 def digits_pool(invert: bool = False) -> ArrayPool:
     """scikit-learn's UCI digits: 1797 images 8x8, 0..16 scaled to 0..255; names 'zero'..'nine'."""
     try:
+        # local: scikit-learn is slow to import and only this preset needs it
         from sklearn.datasets import load_digits
     except ImportError as e:
         raise PoolError(f"digits: needs scikit-learn (`pip install scikit-learn`): {e}") from None

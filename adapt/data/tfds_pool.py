@@ -21,6 +21,7 @@ from adapt.data.decode import array_to_image, as_uint8_images, decode_image
 
 def _tfds():
     try:
+        # local: tensorflow-datasets is optional and heavy (it imports TensorFlow)
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise PoolError(f"kind 'tfds' needs tensorflow-datasets: pip install tensorflow-datasets "

@@ -20,6 +20,8 @@ import numpy as np
 from flax import nnx
 
 from adapt.features.embed import embed_pool
+from adapt.models import load_image_encoder
+from adapt.models.resnet_onnx import load_open_nsfw
 
 NSFW = "resnet50_nsfw"
 OWN_STAGE = "own_stage"
@@ -52,14 +54,10 @@ class OwnStage(nnx.Module):
 def load_second_tower(name: str, model):
     """The encoder the config names (see the module docstring); errors say what was expected."""
     if name == NSFW:
-        from adapt.models.resnet_onnx import load_open_nsfw
-
         return load_open_nsfw()
     if name == OWN_STAGE:
         return OwnStage(model)
     if name and Path(name).is_dir():
-        from adapt.models import load_image_encoder
-
         return load_image_encoder(name)
     raise ValueError(f"second_tower must be {NSFW!r}, {OWN_STAGE!r} or an image-encoder checkpoint folder "
                      f"(DINO / DINOv2 with config.json); {name!r} is none of these")

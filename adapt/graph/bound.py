@@ -34,13 +34,6 @@ def energy_code(y, unary, nb, lam, mask):
     return pool_sum(jnp.sum(m * (graph.entropy_xlogx(y) + unary * y - lam * pair * y), axis=1))
 
 
-def energy_half(y, unary, nb, lam, mask):
-    """E(Y) = sum y log y + <A, Y> - (lam / 2) <Y, W Y>: the bound's objective for symmetric W."""
-    m = mask[:, None].astype(y.dtype)
-    pair = graph.gather_sum(nb, y)
-    return pool_sum(jnp.sum(m * (graph.entropy_xlogx(y) + unary * y - 0.5 * lam * pair * y), axis=1))
-
-
 def _clamp(y, clamp_rows, clamp_to):
     if clamp_rows is None:
         return y

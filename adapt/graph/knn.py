@@ -199,12 +199,3 @@ def euclidean_knn(queries, keys, k: int, exclude_self: bool = False, block: int 
     k_aug = jnp.concatenate([2.0 * kx, -jnp.sum(kx * kx, axis=1, keepdims=True)], axis=1)
     score, idx = blocked_knn(q_aug, k_aug, k, exclude_self, block, key_mask=key_mask, mesh=mesh)
     return jnp.sum(q * q, axis=1, keepdims=True) - score, idx
-
-
-def knn_reference(queries: np.ndarray, keys: np.ndarray, k: int, exclude_self: bool = False):
-    """Dense NumPy oracle for tests: (values (Nq, k), indices (Nq, k)), ties to the lower index."""
-    s = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T
-    if exclude_self:
-        np.fill_diagonal(s, -np.inf)
-    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(s, order, axis=1), order.astype(np.int32)

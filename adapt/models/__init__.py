@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from adapt.models.clip import load_clip
+from adapt.models.dino import load_dino
+from adapt.models.offline import load_offline_default
+
 
 def model_kind(path: str) -> str:
     folder = Path(path)
@@ -45,12 +49,8 @@ def load_image_encoder(path: str):
         raise FileNotFoundError(f"image encoder folder {path} has no config.json")
     model_type = json.loads(config.read_text()).get("model_type", "")
     if model_type in IMAGE_ONLY:
-        from adapt.models.dino import load_dino
-
         return load_dino(path)
     if model_type == "clip":
-        from adapt.models.clip import load_clip
-
         return load_clip(path)
     raise ValueError(f"image encoder folder {path}: model_type {model_type!r} is not supported "
                      f"(expected one of {', '.join(repr(k) for k in (*IMAGE_ONLY, 'clip'))})")
@@ -64,14 +64,10 @@ def load_model(kind: str = "auto", path: str = "", grounding: str = "wordnet"):
     if kind == "offline":
         if path:
             raise ValueError("model.kind='offline' takes no model.path")
-        from adapt.models.offline import load_offline_default
-
         return load_offline_default(grounding=grounding)
     if kind == "clip":
         if not path:
             raise ValueError("model.kind='clip' needs model.path, a local checkpoint folder")
-        from adapt.models.clip import load_clip
-
         return load_clip(path)
     raise ValueError(f"unknown model kind {kind!r}; expected auto, offline or clip")
 

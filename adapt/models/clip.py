@@ -9,7 +9,6 @@ Tuning hooks: `add_visual_prompts` (VPT shallow/deep), `add_text_context` (CoOp)
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import logging
 from pathlib import Path
@@ -20,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from adapt.models import clip_load
+from adapt.models import checkpoint, clip_load
 from adapt.models.base import Preprocess
 from adapt.models.clip_load import ClipConfig
 from adapt.models.clip_text import TextContext, TextTower
@@ -224,7 +223,7 @@ def load_clip(path: str | Path, allow_shipped_tokenizer: bool = False) -> CLIPMo
     if not folder.is_dir():
         raise FileNotFoundError(f"CLIP checkpoint folder {folder} does not exist")
     cfg = clip_load.read_config(folder)
-    files = clip_load.weight_files(folder)
+    files = checkpoint.weight_files(folder, "CLIP")
     if has_tokenizer_files(folder):
         tokenizer = load_tokenizer(folder)
     elif allow_shipped_tokenizer:
@@ -236,16 +235,14 @@ def load_clip(path: str | Path, allow_shipped_tokenizer: bool = False) -> CLIPMo
     if cfg.text.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"text vocab_size {cfg.text.vocab_size} in {folder}/config.json differs from "
                          f"the tokenizer's {tokenizer.vocab_size}")
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # hashing releases the GIL
-        digest = pool.submit(clip_load.file_hash, files)
-        tensors = clip_load.read_tensors(files)
+    tensors, digest = checkpoint.read_weights(files)
     clip_load.check_tensors(tensors, cfg, str(folder))
     graphdef, state = nnx.split(CLIPModel(cfg, rngs=None))
     pure = jax.tree.map(jnp.asarray, clip_load.to_pure_dict(tensors, cfg))
     nnx.replace_by_pure_dict(state, pure)
     model = nnx.merge(graphdef, state)
     model.model_id = f"clip:{folder.name}"
-    model.weights_hash = digest.result()
+    model.weights_hash = digest[:16]  # sha256 of the weight files, first 16 hex digits
     model.preprocess = Preprocess(**clip_load.read_preprocess(folder, cfg.vision.image_size))
     model.logit_scale = float(np.exp(tensors["logit_scale"]))
     model.tokenizer = tokenizer

@@ -1,4 +1,5 @@
-"""Reading Hugging Face CLIP checkpoints: config.json, safetensors weights, name and layout mapping.
+"""Reading Hugging Face CLIP checkpoints: config.json, name and layout mapping (the files
+themselves are read by `adapt.models.checkpoint`).
 
 The mapping is strict: every tensor our towers need must be present with the shape the config
 implies, otherwise one `ValueError` lists each missing tensor and each shape mismatch. Nothing is
@@ -7,13 +8,14 @@ ever left randomly initialised.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
+from adapt.models import checkpoint
 from adapt.models.base import check_tensor_shapes
+from adapt.models.checkpoint import fused_linear, layer_norm, linear, patch_kernel
 from adapt.models.clip_text import TextConfig
 from adapt.models.clip_vision import VisionConfig
 
@@ -62,48 +64,7 @@ def parse_config(raw: dict) -> ClipConfig:
 
 
 def read_config(folder: Path) -> ClipConfig:
-    path = folder / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no config.json in CLIP checkpoint folder {folder}")
-    return parse_config(json.loads(path.read_text()))
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """`model.safetensors`, or the shards named by `model.safetensors.index.json`."""
-    if (folder / "model.safetensors").is_file():
-        return [folder / "model.safetensors"]
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / n for n in names]
-    extra = " (found pytorch_model.bin: convert it to safetensors)" if (folder / "pytorch_model.bin").exists() else ""
-    raise FileNotFoundError(f"no model.safetensors in CLIP checkpoint folder {folder}{extra}")
-
-
-def file_hash(files: list[Path]) -> str:
-    """sha256 over the bytes of the weight files in order, first 16 hex digits."""
-    h = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 24):
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def read_tensors(files: list[Path]) -> dict[str, np.ndarray]:
-    """All tensors of the files as float32 numpy arrays (bf16/fp16 checkpoints are upcast)."""
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
-    out = {}
-    for f in files:
-        try:
-            part = load_file(str(f))
-        except (TypeError, ValueError):  # numpy has no bfloat16; the flax reader has
-            with safe_open(str(f), framework="flax") as fh:
-                part = {k: fh.get_tensor(k) for k in fh.keys()}
-        out.update({k: np.asarray(v, np.float32) for k, v in part.items()})
-    return out
+    return parse_config(checkpoint.read_config(folder, "CLIP"))
 
 
 def _block_shapes(prefix: str, width: int, mlp: int) -> dict:
@@ -145,46 +106,32 @@ def check_tensors(tensors: dict[str, np.ndarray], cfg: ClipConfig, where: str) -
     check_tensor_shapes(tensors, expected_shapes(cfg), f"CLIP checkpoint {where}")
 
 
-def _ln(t, name):
-    return {"scale": t[f"{name}.weight"], "bias": t[f"{name}.bias"]}
-
-
-def _lin(t, name, bias=True):
-    d = {"kernel": t[f"{name}.weight"].T}
-    if bias:
-        d["bias"] = t[f"{name}.bias"]
-    return d
-
-
 def _block(t, p):
     a = f"{p}.self_attn"
-    qkv = {
-        "kernel": np.concatenate([t[f"{a}.{n}_proj.weight"].T for n in "qkv"], axis=1),
-        "bias": np.concatenate([t[f"{a}.{n}_proj.bias"] for n in "qkv"]),
-    }
-    return {"ln1": _ln(t, f"{p}.layer_norm1"), "qkv": qkv, "out": _lin(t, f"{a}.out_proj"),
-            "ln2": _ln(t, f"{p}.layer_norm2"), "fc1": _lin(t, f"{p}.mlp.fc1"), "fc2": _lin(t, f"{p}.mlp.fc2")}
+    qkv = fused_linear(t, [f"{a}.{n}_proj" for n in "qkv"])
+    return {"ln1": layer_norm(t, f"{p}.layer_norm1"), "qkv": qkv, "out": linear(t, f"{a}.out_proj"),
+            "ln2": layer_norm(t, f"{p}.layer_norm2"), "fc1": linear(t, f"{p}.mlp.fc1"),
+            "fc2": linear(t, f"{p}.mlp.fc2")}
 
 
 def to_pure_dict(t: dict[str, np.ndarray], cfg: ClipConfig) -> dict:
     """Checked HF tensors -> the nested parameter dict of `CLIPModel` (as `nnx.to_pure_dict` gives it)."""
-    v, p = cfg.vision, cfg.vision.patch_size
-    conv = t["vision_model.embeddings.patch_embedding.weight"]  # (W, 3, p, p)
+    v = cfg.vision
     vision = {
-        "patch_kernel": conv.transpose(2, 3, 1, 0).reshape(p * p * 3, v.width),
+        "patch_kernel": patch_kernel(t["vision_model.embeddings.patch_embedding.weight"]),
         "class_embedding": t["vision_model.embeddings.class_embedding"],
         "pos_embedding": t["vision_model.embeddings.position_embedding.weight"],
-        "pre_ln": _ln(t, "vision_model.pre_layrnorm"),
+        "pre_ln": layer_norm(t, "vision_model.pre_layrnorm"),
         "layers": {i: _block(t, f"vision_model.encoder.layers.{i}") for i in range(v.depth)},
-        "post_ln": _ln(t, "vision_model.post_layernorm"),
-        "proj": _lin(t, "visual_projection", bias=False),
+        "post_ln": layer_norm(t, "vision_model.post_layernorm"),
+        "proj": linear(t, "visual_projection", bias=False),
     }
     text = {
         "token_embedding": t["text_model.embeddings.token_embedding.weight"],
         "pos_embedding": t["text_model.embeddings.position_embedding.weight"],
         "layers": {i: _block(t, f"text_model.encoder.layers.{i}") for i in range(cfg.text.depth)},
-        "final_ln": _ln(t, "text_model.final_layer_norm"),
-        "proj": _lin(t, "text_projection", bias=False),
+        "final_ln": layer_norm(t, "text_model.final_layer_norm"),
+        "proj": linear(t, "text_projection", bias=False),
     }
     return {"vision": vision, "text": text}
 

@@ -14,7 +14,6 @@ patch size lose the remainder, as a stride-p convolution does. Matmuls run at HI
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 from pathlib import Path
 
@@ -23,9 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from adapt.models import dino_load
+from adapt.models import checkpoint, dino_load
 from adapt.models.base import Preprocess
-from adapt.models.clip_load import read_tensors
 from adapt.models.clip_vision import LayerNorm, activation, param
 from adapt.models.dino_load import DinoConfig
 
@@ -225,16 +223,14 @@ def load_dino(path: str | Path, *, image_size: int = 224, resize_size: int = 256
     cfg = dino_load.read_config(folder)
     if interpolate_offset is not None:
         cfg = dataclasses.replace(cfg, interpolate_offset=float(interpolate_offset))
-    files = dino_load.weight_files(folder)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # hashing releases the GIL
-        digest = pool.submit(dino_load.file_sha256, files)
-        tensors = dino_load.strip_prefix(read_tensors(files))
+    tensors, digest = checkpoint.read_weights(checkpoint.weight_files(folder, "DINO"))
+    tensors = dino_load.strip_prefix(tensors)
     dino_load.check_tensors(tensors, cfg, str(folder))
     graphdef, state = nnx.split(DinoEncoder(cfg, rngs=None))
     nnx.replace_by_pure_dict(state, {"net": jax.tree.map(jnp.asarray, dino_load.to_pure_dict(tensors, cfg))})
     model = nnx.merge(graphdef, state)
     model.model_id = f"{'dino' if cfg.kind == 'vit' else 'dinov2'}:{folder.name}"
-    model.weights_hash = digest.result()
+    model.weights_hash = digest
     model.preprocess = Preprocess(image_size=image_size, resize_size=resize_size, mean=IMAGENET_MEAN,
                                   std=IMAGENET_STD, interpolation="bicubic")
     return model

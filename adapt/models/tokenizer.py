@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from adapt import assets
 
@@ -49,7 +50,8 @@ def no_tokenizer_message(folder: str | Path) -> str:
 def _backend_from_files(folder: Path):
     """A `tokenizers.Tokenizer` built from vocab.json + merges.txt, else from tokenizer.json."""
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        # transformers 5.x silently ignores `vocab_file=`; pass the contents instead.
+        # local: transformers takes seconds to import. 5.x silently ignores `vocab_file=`; pass the
+        # contents instead.
         from transformers import CLIPTokenizer
 
         vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
@@ -60,8 +62,6 @@ def _backend_from_files(folder: Path):
             a, b = line.split()
             merges.append((a, b))
         return CLIPTokenizer(vocab=vocab, merges=merges).backend_tokenizer
-    from tokenizers import Tokenizer
-
     return Tokenizer.from_file(str(folder / "tokenizer.json"))
 
 

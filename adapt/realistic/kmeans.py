@@ -22,7 +22,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -141,12 +140,3 @@ def kmeans(x, mask, k: int, key, *, n_init: int = 17, max_iter: int = 1000, tol:
     r = next(i for i, v in enumerate(inertias) if v <= best * (1 + TIE_RTOL) + 1e-30)
     c, labels, inertia, it = runs[r]
     return KMeansResult(c, labels, inertias[r], int(to_host(it)), r, inertias)
-
-
-def kmeans_host(x: np.ndarray, k: int, seed: int = 0, mesh=None, **kw) -> tuple[np.ndarray, KMeansResult]:
-    """Convenience: host rows (N, D) -> (labels (N,), result), sharded over `mesh` (default: all
-    devices)."""
-    mesh = mesh or mesh_lib.make_mesh()
-    xs, mask = mesh_lib.shard_rows(np.asarray(x, np.float32), mesh)
-    res = kmeans(xs, mask, k, jax.random.key(seed), mesh=mesh, **kw)
-    return to_host(res.labels)[: len(x)], res

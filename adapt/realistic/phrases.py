@@ -21,58 +21,19 @@ entry, embedded as the normalised mean of the phrase templates filled with {conc
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
-import os
-from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from adapt.vocab import wordnet
 from adapt.data.classes import normalise
+from adapt.realistic.phrase_file import (FORMAT, PhraseBook, PhraseError, read_phrase_file,
+                                         write_phrase_file)
+from adapt.vocab import wordnet
 from adapt.vocab.vocabulary import Vocabulary
 
-FORMAT = "adapt-phrases/1"
 GLOSSES = "glosses"
 NONE = "none"
 DEFAULT_TEMPLATES = ("a photo of a {concept}, {phrase}.",)
-
-
-class PhraseError(ValueError):
-    pass
-
-
-class PhraseBook(NamedTuple):
-    """Phrases by normalised concept name; source: "glosses" or the file; sha256 of the file."""
-    phrases: dict[str, list[str]]
-    source: str
-    sha256: str | None
-
-
-def read_phrase_file(path: str | os.PathLike) -> PhraseBook:
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-        obj = json.loads(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PhraseError(f"cannot read phrase file {path}: {e}") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT or not isinstance(obj.get("phrases"), dict):
-        raise PhraseError(f"{path}: expected a JSON object with \"format\": \"{FORMAT}\" and a "
-                          "\"phrases\" object (concept -> list of phrases)")
-    book = {}
-    for concept, items in obj["phrases"].items():
-        if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
-            raise PhraseError(f"{path}: the phrases of {concept!r} must be a list of strings")
-        book.setdefault(normalise(concept), []).extend(p.strip() for p in items if p.strip())
-    return PhraseBook(book, str(path), hashlib.sha256(raw).hexdigest())
-
-
-def write_phrase_file(path: str | os.PathLike, phrases: dict[str, list[str]], generator: dict) -> None:
-    obj = {"format": FORMAT, "generator": generator, "phrases": phrases}
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
 
 
 def load_phrase_book(spec: str) -> PhraseBook | None:
@@ -146,7 +107,11 @@ def build_entries(candidates: list[list[int]], vocab: Vocabulary, book: PhraseBo
                          np.asarray([r[3] for r in rows], np.float64), [r[2] for r in rows], info)
 
 
-if __name__ == "__main__":
+__all__ = ["DEFAULT_TEMPLATES", "FORMAT", "GLOSSES", "NONE", "PhraseBook", "PhraseEntries",
+           "PhraseError", "build_entries", "cluster_phrases", "concept_phrases", "load_phrase_book",
+           "read_phrase_file", "write_phrase_file"]
+
+if __name__ == "__main__":  # `python -m adapt.realistic.phrases`: make a phrase file with an LLM
     from adapt.realistic.phrases_llm import main
 
     raise SystemExit(main())

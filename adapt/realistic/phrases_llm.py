@@ -26,7 +26,8 @@ import urllib.parse
 import urllib.request
 
 from adapt.data.classes import normalise
-from adapt.realistic.phrases import PhraseError, write_phrase_file
+from adapt.realistic.phrase_file import PhraseError, write_phrase_file
+from adapt.vocab.vocabulary import load_vocabulary
 
 SYSTEM = "You are a careful visual describer. You answer with JSON only."
 PROMPT = """List visual descriptive phrases for each concept below: short phrases naming parts, shapes, \
@@ -152,8 +153,6 @@ def _groups(args) -> list[list[dict]]:
     if args.candidates:
         clusters = json.load(open(args.candidates))["clusters"]
         return [c["candidates"] for c in clusters if c["candidates"]]
-    from adapt.vocab.vocabulary import load_vocabulary
-
     vocab = load_vocabulary(args.vocabulary)
     index = vocab.index()
     groups = []

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from adapt.models.minilm import MiniLM
-from adapt.models.offline import class_texts, conse_weights, ensemble_embed, load_imagenet_classes
+from adapt.models.imagenet_texts import class_texts, ensemble_embed, load_imagenet_classes
+from adapt.models.offline import conse_weights
 from adapt.models.torch_pickle import load_state_dict
 
 VARIANTS = ("name", "synonyms", "name_gloss", "synonyms_gloss", "photo_name", "photo_synonyms")

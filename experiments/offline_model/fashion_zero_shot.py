@@ -81,7 +81,7 @@ def main():
             a, b = rows[(pname, False)][head], rows[(pname, True)][head]
             print(f"| {pname} | {label} | {100 * a:.1f}% | {100 * b:.1f}% |")
     print("\nclass maps (template): top-3 ImageNet classes per Fashion class")
-    from adapt.models.offline import load_imagenet_classes
+    from adapt.models.imagenet_texts import load_imagenet_classes
     names = [c["name"] for c in load_imagenet_classes()]
     cmap = model.class_map(prompt_sets["template 'a photo of a {}.'"])
     for n, w in zip(FASHION_MNIST_CLASSES, cmap):

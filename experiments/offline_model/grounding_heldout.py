@@ -16,8 +16,8 @@ import numpy as np
 
 from adapt.models.grounding import Grounding
 from adapt.models.minilm import MiniLM
-from adapt.models.offline import (CLASS_TEXTS, TEMPERATURE, TOP_T, class_texts, conse_weights,
-                                  ensemble_embed, load_imagenet_classes)
+from adapt.models.imagenet_texts import class_texts, ensemble_embed, load_imagenet_classes
+from adapt.models.offline import CLASS_TEXTS, TEMPERATURE, TOP_T, conse_weights
 from adapt.models.torch_pickle import load_state_dict
 
 SEEDS, N_HELD = (0, 1, 2), 200
