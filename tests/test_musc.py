@@ -42,7 +42,7 @@ def _pool(n, seed=0, grids=((6, 8), (3, 5)), d=6):
 
 def _musc(maps, emb, devices=8, size=(16, 16), **kw):
     s = musc.Settings(**{"degrees": (1, 3), "block": 2, **kw})
-    return musc.score(musc.PatchMaps(maps, emb, size, mesh_lib.make_mesh(devices)), s)
+    return musc.score(maps, emb, size, mesh_lib.make_mesh(devices), s)
 
 
 # ---- LNAMD ------------------------------------------------------------------------------------
