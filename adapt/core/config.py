@@ -4,7 +4,8 @@ A config is a Python file with `get_config(arg)`. `CONFIG` on the command line i
 `path.py:arg` (big_vision style), or the name of a config the package ships (`zero_shot`,
 `zlap:fashion_mnist`: the file `configs/<name>.py` of the installed `configs` package), so an installed
 engine needs no source tree. Overrides `key.sub=value` must name existing keys: a misspelled key
-is an error that names the nearest valid key.
+is an error that names the nearest valid key. `reproduce_command(config)` writes a config back as
+the `adapt run` command line that rebuilds it (report.md shows it).
 """
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ class AnomalyOutputs(NamedTuple):
     info: dict
     kept: Any = None
     embeddings: Any = None
-    skipped: list = []
+    skipped: tuple | list = ()
     image_size: int = 0
 
 
