@@ -153,7 +153,8 @@ def run_realistic(inputs: RealisticInputs, s: Settings, sl: SelfLearning | None)
                                 class_names=[names[w] for w in words], **common)
     tuned = _self_learning(inputs, out, sl)
     preds["s3a_self_learning"], preds["s3a_self_learning_teacher"] = tuned["student"], tuned["teacher"]
-    record = dict(dataclasses.asdict(sl), history=tuned["history"],
+    # metrics.json's record: the settings sorted by name (as the config block's to_dict gave them)
+    record = dict(sorted(dataclasses.asdict(sl).items()), history=tuned["history"],
                   student="the model's tunable visual side (not the full tower)")
     return RealisticOutputs(preds, head=tuned["head"], features=tuned["features"], class_names=names,
                             model_params=tuned["model_params"], model_setup=tuned["model_setup"],
