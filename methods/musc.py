@@ -245,4 +245,5 @@ def make(config) -> Method:
     """The anomaly method; `settings` holds the config's settings before the model fills its defaults."""
     s, args = settings_from_config(config), config.method_args
     scoring_args = {k: args[k] for k in ("frac", "rscin") if k in args}  # "the model's" resolves in run
-    return Method("musc", DESCRIPTION, lambda inputs: score_pool(inputs, s, scoring_args), job=ANOMALY, settings=s)
+    return Method("musc", DESCRIPTION, lambda inputs: score_pool(inputs, s, scoring_args), job=ANOMALY,
+                  settings=s)

@@ -111,7 +111,8 @@ def test_empty_folder_is_an_error(tmp_path, tiny_clip, capsys):
 def test_methods_command_lists_every_method_with_its_config_and_description(capsys):
     assert cli.main(["methods"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    listed = [line.split()[:2] for line in lines[1:] if line.strip() and not line.startswith(("adapt", "PRESET"))]
+    listed = [line.split()[:2] for line in lines[1:]
+              if line.strip() and not line.startswith(("adapt", "PRESET"))]
     names = sorted(p.stem for p in Path("methods").glob("*.py") if not p.stem.startswith("_"))
     assert [n for n, _ in listed[:len(names)]] == names
     assert all(n == c for n, c in listed[:len(names)])  # one shipped config per method, same name

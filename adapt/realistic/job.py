@@ -2,10 +2,10 @@
 
 pool -> embeddings (the engine's cache) -> vocabulary classifier T_V (adapt.realistic.vocab_classifier,
 cached) -> the method (`Method.run(RealisticInputs)`, S3A: methods/s3a.py) -> predictions as
-vocabulary words. Class names, when the pool
-has them (or the config gives them), are used for evaluation only (adapt.realistic.metrics),
-against the zero-shot baselines over the same vocabulary: argmax over all |V| words with the cosine
-head (the same head CVPR votes with; the method returns it) and, for models that have one, with the model's class map.
+vocabulary words. Class names, when the pool has them (or the config gives them), are used for
+evaluation only (adapt.realistic.metrics), against the zero-shot baselines over the same vocabulary:
+argmax over all |V| words with the cosine head (the same head CVPR votes with; the method returns
+it) and, for models that have one, with the model's class map.
 
 Outputs in the workdir: metrics.json, report.md, predictions.csv (path, word, vocabulary index,
 cluster, confidence, zero-shot word), cvpr.npz (the partitions, cluster -> word map, structural
@@ -97,8 +97,8 @@ def run(config, method: Method, workdir, progress: bool = True) -> dict:
     class_names = classes.names if classes is not None else None
     write_report(staged / "report.md", metrics, pool.source, rows.skipped, cands, labels, out.partition,
                  class_names)
-    report_html_jobs.write_realistic(staged, pool=pool, kept=rows.kept, clusters=cands, partition=out.partition,
-                                     labels=labels, class_names=class_names, metrics=metrics,
+    report_html_jobs.write_realistic(staged, pool=pool, kept=rows.kept, clusters=cands,
+                                     partition=out.partition, labels=labels, class_names=class_names, metrics=metrics,
                                      skipped=rows.skipped, config=config)
     outputs.commit(workdir, staged)
     return metrics
