@@ -142,3 +142,16 @@ def test_the_reported_command_rebuilds_the_config(spec, overrides):
     assert _rebuild(command).to_json() == config.to_json()
     changed = apply_overrides(load_config(spec), overrides[:-1])  # the check can fail: one fewer
     assert _rebuild(reproduce_command(changed)).to_json() != config.to_json()
+
+
+def test_job_kind_and_few_labels_are_declared_fields_of_the_method():
+    assert [make_method(load_config(n)).job for n in ("zero_shot", "musc", "s3a")] == \
+        ["classify", "anomaly", "realistic"]
+    assert make_method(load_config("zero_shot")).few_labels is None
+    ssl = apply_overrides(load_config("pseudolabel"), ["method_args.setting=ssl", "method_args.labels_per_class=2"])
+    labels = np.repeat(np.arange(3), 10)
+    few = make_method(ssl).few_labels(labels)
+    assert [(few == c).sum() for c in range(3)] == [2, 2, 2] and (few >= 0).sum() == 6
+    assert np.all(few[few >= 0] == labels[few >= 0])
+    ul = apply_overrides(load_config("pseudolabel"), ["method_args.setting=ul"])
+    assert make_method(ul).few_labels(labels) is None
