@@ -148,7 +148,8 @@ def test_job_kind_and_few_labels_are_declared_fields_of_the_method():
     assert [make_method(load_config(n)).job for n in ("zero_shot", "musc", "s3a")] == \
         ["classify", "anomaly", "realistic"]
     assert make_method(load_config("zero_shot")).few_labels is None
-    ssl = apply_overrides(load_config("pseudolabel"), ["method_args.setting=ssl", "method_args.labels_per_class=2"])
+    ssl = apply_overrides(load_config("pseudolabel"),
+                          ["method_args.setting=ssl", "method_args.labels_per_class=2"])
     labels = np.repeat(np.arange(3), 10)
     few = make_method(ssl).few_labels(labels)
     assert [(few == c).sum() for c in range(3)] == [2, 2, 2] and (few >= 0).sum() == 6
