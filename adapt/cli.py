@@ -13,19 +13,21 @@ import os
 import sys
 import warnings
 
+from adapt import engine, registry
+from adapt.core import distributed
+from adapt.core.config import apply_overrides, config_names, load_config
+from adapt.output.artifact import load
+from adapt.output.html_page import record_command
+from adapt.output.report import printable
+from configs.common import PRESETS
+
 
 def _cmd_run(args) -> int:
-    from adapt import engine
-    from adapt.core.config import apply_overrides, load_config
-
     config = apply_overrides(load_config(args.config), args.set or [])
-    from adapt.output.html_page import record_command  # report.html shows the command that reproduces the run
-
+    # report.html shows the command that reproduces the run
     record_command(["run", args.config, "--workdir", args.workdir,
                     *[a for s in args.set or [] for a in ("--set", s)]])
     if args.distributed:
-        from adapt.core import distributed
-
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     metrics = engine.run(config, args.workdir, progress=not args.quiet)
     if metrics.get("n_processes", 1) > 1 and not metrics.get("seconds", {}).get("write"):
@@ -40,9 +42,6 @@ def _cmd_run(args) -> int:
 
 def _cmd_predict(args) -> int:
     """Rows for the images that decode; one stderr line per image skipped; 2 if none decodes."""
-    from adapt.output.artifact import load
-    from adapt.output.report import printable
-
     clf = load(args.artifact)
     kept, pred, probs, skipped = clf.predict_files(args.images)
     for path, reason in skipped:
@@ -61,15 +60,11 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_methods(args) -> int:
-    import methods
-    from adapt.core.config import config_names
-    from configs.common import PRESETS
-
     configs = set(config_names())
     print(f"{'method':<13} {'config':<13} what it does")
-    for name in methods.names():
+    for name in registry.names():
         config = name if name in configs else "-"
-        print(f"{name:<13} {config:<13} {methods.load(name).DESCRIPTION}")
+        print(f"{name:<13} {config:<13} {registry.description(name)}")
     presets = ", ".join(p for p in PRESETS if p and p != "folder")
     print(f"\nadapt run CONFIG[:PRESET] --workdir DIR: CONFIG is a shipped config name above or a config "
           f"file;\nPRESET one of {presets} (musc also defects,CLASS); none = a folder: "

@@ -241,7 +241,7 @@ def make(config) -> Method:
                              refine_top=int(args.refine_top), cca_floor=float(args.cca_floor),
                              priors=priors, hyper_share=float(args.hyper_share),
                              official_delta=bool(args.official_delta), block=int(args.block),
-                             seed=int(config.seed), propagations=int(args.propagations))
+                             seed=inputs.seed, propagations=int(args.propagations))
         probs_dev = graph_outputs.row_normalize(z)
         probs = graph_outputs.host_rows(probs_dev, n)
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)

@@ -11,7 +11,9 @@ Pipeline on cached patch maps t^l (N, h_l, w_l, C_l) of L layers and image embed
 
 Layers of different grid sizes (CNN stage maps) are scored on their own grid and fused after
 upsampling; for equal grids this equals the official average-then-upsample (upsampling is linear).
-The job around it (patch extraction, metrics, plots) is `adapt.anomaly.job.run_anomaly_job`.
+`make(config).run(AnomalyInputs)` extracts the patch maps of the layers it wants (the model's
+defaults unless set, adapt.anomaly.patches) and scores them; the anomaly job (adapt.anomaly.job)
+around it sets up the pool and the model and writes metrics, plots and the report.
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from adapt.anomaly import msm, patches
 from adapt.core import mesh as mesh_lib
-from adapt.anomaly import msm
-from adapt.anomaly.job import AnomalyInputs, AnomalyMethod, AnomalyOutputs, PoolTooSmall
+from adapt.core.method import ANOMALY, AnomalyInputs, AnomalyOutputs, Method, PoolTooSmall
 
 DESCRIPTION = "zero-shot anomaly scoring of the pool by mutual patch scoring (MuSc)"
 MIN_POOL = 5
@@ -187,21 +189,22 @@ def rscin(scores: jax.Array, embeddings: jax.Array, k_list: tuple[int, ...]) -> 
     return out / len(k_list)
 
 
-def score(inputs: AnomalyInputs, s: Settings) -> AnomalyOutputs:
-    """MuSc on one pool: patch maps -> image scores, RsCIN scores and pixel maps."""
-    n = inputs.patch_maps[0].shape[0]
+def score(patch_maps: list, embeddings, image_size: tuple, mesh, s: Settings) -> AnomalyOutputs:
+    """MuSc on one pool: patch maps, one (N, h_l, w_l, C_l) float32 array per layer, and unit image
+    embeddings (N, D) -> image scores, RsCIN scores and pixel maps of size image_size (H, W)."""
+    n = patch_maps[0].shape[0]
     if n < MIN_POOL:
         raise PoolTooSmall(f"MuSc scores an image against the other images of its pool and needs at "
                            f"least {MIN_POOL} images; this pool has {n}. Add images of the same "
                            "category (the official code returns NaN for 4 or fewer).")
     degrees = tuple(s.degrees or (1, 3, 5))
-    per_layer, schedules = zip(*(layer_scores(m, inputs.mesh, s, degrees) for m in inputs.patch_maps))
-    maps, raw = fuse(per_layer, inputs.image_size, inputs.mesh)
+    per_layer, schedules = zip(*(layer_scores(m, mesh, s, degrees) for m in patch_maps))
+    maps, raw = fuse(per_layer, image_size, mesh)
     raw = raw.astype(np.float64)
     use_rscin = len(s.k_list) > 0 and 0 not in s.k_list
     final = raw
     if use_rscin:
-        emb = jnp.asarray(inputs.embeddings, jnp.float32)
+        emb = jnp.asarray(embeddings, jnp.float32)
         final = np.asarray(rscin(jnp.asarray(raw, jnp.float32), emb, tuple(s.k_list)), np.float64)
     lo, hi = msm.rank_window(n, s.frac, s.frac_min, s.rounding)
     info = dict(musc_layers=list(s.layers), musc_degrees=list(degrees), musc_rank_window=[lo, hi],
@@ -210,18 +213,37 @@ def score(inputs: AnomalyInputs, s: Settings) -> AnomalyOutputs:
     return AnomalyOutputs(final, raw, maps, list(per_layer), info)
 
 
-def make(config) -> AnomalyMethod:
-    """The method bundle; `run(inputs, **overrides)` replaces settings (e.g. model-default layers)."""
-    s = settings_from_config(config)
+def model_scoring_defaults(args, settings: Settings, model) -> dict:
+    """MuSc rank window and RsCIN left to the model: frac 0 -> patches.default_window(model);
+    rscin auto -> RsCIN (settings.k_list) as patches.default_rscin(model), on -> k_list, off -> none."""
+    out = {} if float(args.get("frac", 0.0) or 0.0) else {"frac": patches.default_window(model)}
+    rscin = str(args.get("rscin", "auto") or "auto")
+    if rscin not in ("auto", "on", "off"):
+        raise ValueError(f"method_args.rscin must be auto, on or off, not {rscin!r}")
+    if rscin == "off" or (rscin == "auto" and not patches.default_rscin(model)):
+        out["k_list"] = ()
+    return out
 
-    def run(inputs: AnomalyInputs, **overrides) -> AnomalyOutputs:
-        return score(inputs, dataclasses.replace(s, **overrides) if overrides else s)
 
-    return AnomalyMethod("musc", DESCRIPTION, run, s)
+def score_pool(inputs: AnomalyInputs, s: Settings, scoring_args: dict) -> AnomalyOutputs:
+    """Patch maps of the pool (the model's default layers and degrees unless set), then `score`."""
+    model, e = inputs.model, inputs.embed
+    layers = tuple(s.layers) or patches.default_layers(model)
+    degrees = tuple(s.degrees) or patches.default_degrees(model)
+    feats = patches.extract(model, inputs.pool, inputs.mesh, layers, image_size=s.image_size,
+                            cache_root=e.cache_root, batch_size=e.batch_size, chunk_size=e.chunk_size,
+                            workers=e.workers, progress=inputs.progress)
+    size = feats.image_size
+    resolved = dataclasses.replace(s, layers=layers, degrees=degrees,
+                                   **model_scoring_defaults(scoring_args, s, model))
+    out = score(feats.maps, feats.embeddings, (size, size), inputs.mesh, resolved)
+    return out._replace(kept=feats.kept, embeddings=feats.embeddings, skipped=list(feats.skipped),
+                        image_size=size)
 
 
-def run_job(config, workdir, progress: bool = True) -> dict:
-    """The engine's entry for this method: extract patch maps, score, write the anomaly outputs."""
-    from adapt.anomaly.job import run_anomaly_job
-
-    return run_anomaly_job(config, workdir, progress=progress)
+def make(config) -> Method:
+    """The anomaly method; `settings` holds the config's settings before the model fills its defaults."""
+    s, args = settings_from_config(config), config.method_args
+    scoring_args = {k: args[k] for k in ("frac", "rscin") if k in args}  # "the model's" resolves in run
+    return Method("musc", DESCRIPTION, lambda inputs: score_pool(inputs, s, scoring_args), job=ANOMALY,
+                  settings=s)

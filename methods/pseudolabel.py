@@ -135,7 +135,7 @@ def make(config) -> Method:
         return MethodOutputs(probs, probs.argmax(1), head, TRANSDUCTIVE, metrics, model_params=model_params,
                              model_setup=setup, head_features=feats, rounds=rounds)
 
-    return Method("pseudolabel", DESCRIPTION, run)
+    return Method("pseudolabel", DESCRIPTION, run, few_labels=lambda labels: few_labels(config, labels))
 
 
 def _default_lr(prompt: str) -> float:

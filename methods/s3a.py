@@ -1,65 +1,52 @@
-"""S3A, part 1: CVPR (cluster, vote, prompt, realign) over a broad vocabulary (spec s3a.md).
+"""S3A: CVPR (cluster, vote, prompt, realign) over a broad vocabulary, then self-learning (spec s3a.md).
 
 Paper: Zhang et al., "Towards Realistic Zero-Shot Classification via Self Structural Semantic
 Alignment", AAAI 2024, arXiv 2308.12960 (official code: sheng-eatamath/S3A on GitHub).
 
-The realistic setting: the class names are unknown; there is a vocabulary V (adapt.vocab.vocabulary) and
-the pool. On X (Np, D), the normalised image embeddings, and T_V (|V|, D), the vocabulary classifier:
-  1. cluster: k-means (adapt.realistic.kmeans; K given, or estimated by silhouette search, adapt.realistic.cluster_count);
-  2. vote and realign, `rounds` times (adapt.realistic.vote_realign);
-  3. prompt: phrases of each cluster's top-3 voted words (adapt.realistic.phrases; offline default: the
-     WordNet definitions; "none" skips steps 3-4, the declared Cluster-Vote-Realign variant);
-  4. realign with phrases.
-Predictions are vocabulary indices: s(x), the word of the row's final cluster.
+The realistic setting: the class names are unknown; there is a vocabulary V (adapt.vocab.vocabulary)
+and the pool. The realistic job (adapt.realistic.job) embeds the pool, builds the vocabulary
+classifier T_V and calls `make(config).run(RealisticInputs)`: CVPR (adapt.realistic.cvpr) names
+each cluster with one word; predictions are vocabulary indices, s(x), the word of the row's final
+cluster. With `self_learning.epochs > 0` a teacher-student stage (adapt.realistic.self_learning)
+tunes the model's visual side on the structural labels over the whole vocabulary.
 
-`cvpr(...)` returns everything the self-learning stage needs (`Cvpr`): the offline partition, the
-cluster -> word map, the structural labels s(x) and the votes; `recompute_structural` gives the
-structural labels of new (teacher) features, starting from the offline partition (spec).
-
-`run_job` (the engine's entry for this method) is the realistic job (adapt.realistic.job).
-`make(config).run` is the closed setting, where the vocabulary is the given class names: K = C
-(or method_args.k when a number <= C), no prompt step.
+`closed_setting(inputs, settings)` is CVPR in the closed setting, where the vocabulary is the given
+class names: K = C (or settings.k when a number <= C), no prompt step.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapt.realistic import kmeans as kmeans_lib
-from adapt.realistic import phrases as phrases_lib
-from adapt.realistic.cluster_count import estimate_k
+from adapt.core import mesh as mesh_lib
 from adapt.core.distributed import to_host
-from adapt.core.method import TRANSDUCTIVE, Head, Method, MethodInputs, MethodOutputs
-from adapt.realistic.vote_realign import phrase_realign, vocabulary_argmax, vote_counts, vote_realign
+from adapt.core.method import (REALISTIC, TRANSDUCTIVE, Head, Method, MethodInputs, MethodOutputs,
+                               RealisticInputs, RealisticOutputs)
+from adapt.realistic import phrases as phrases_lib
+from adapt.realistic.cvpr import Cvpr, Settings, cvpr, recompute_structural, top_voted  # noqa: F401
+from adapt.realistic.self_learning import self_learn
+from adapt.tuning.prompted import make_prompted
 
 DESCRIPTION = "S3A CVPR: k-means clusters aligned one-to-one with words of a broad vocabulary"
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    k: int | None = None  # clusters; None = silhouette estimate
-    k_min: int = 2
-    k_max: int = 100
-    search_rounds: int = 3
-    sample_min: int = 30000
-    sample_frac: float = 0.5
-    sample_max: int = 0
-    search_n_init: int = 3
-    search_max_iter: int = 300
-    n_init: int = 17
-    max_iter: int = 1000
-    tol: float = 1e-4
-    rounds: int = 3
-    phrases: str = phrases_lib.GLOSSES  # glosses | none | a phrase file
-    phrase_templates: tuple = phrases_lib.DEFAULT_TEMPLATES
-    candidates: int = 3  # top voted words per cluster in the prompt step
-    top_phrases: int = 3  # an image's hits: its top-n phrase entries
-    block: int = 1024
-    shrink: bool = False  # Hungarian on voted columns only (large vocabularies)
+class SelfLearning:
+    """The config's `self_learning` block (configs/s3a.py documents each field); epochs 0 = CVPR only."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    tau: float = 0.5
+    w_ins: float = 1.0
+    w_str: float = 0.25
+    warmup_epochs: int = 2
+    lora_rank: int = 16
+    augment: str = "weak"
 
 
 def settings_from_config(config) -> Settings:
@@ -82,95 +69,99 @@ def settings_from_config(config) -> Settings:
     return Settings(**kw)
 
 
-class Cvpr(NamedTuple):
-    k: int
-    kmeans_partition: jax.Array  # (Np,) step 1
-    partition: jax.Array  # (Np,) final: the offline partition later stages start from
-    words: np.ndarray  # (K,) final cluster -> vocabulary index
-    structural: jax.Array  # (Np,) s(x) = words[partition]
-    cvr_structural: jax.Array  # (Np,) s(x) after vote-realign, before the prompt step
-    votes: jax.Array  # (Np,) argmax over the whole vocabulary (the zero-shot prediction)
-    candidates: list  # per cluster, its top voted words (vocabulary indices)
-    info: dict
+def self_learning_from_config(config) -> SelfLearning | None:
+    """The self-learning settings, or None when the config has no block or 0 epochs."""
+    block = config.get("self_learning")
+    if not block:
+        return None
+    known = {f.name for f in dataclasses.fields(SelfLearning)}
+    unknown = sorted(set(block.keys()) - known)
+    if unknown:
+        raise ValueError(f"unknown s3a self_learning keys {unknown}; known: {sorted(known)}")
+    sl = SelfLearning(**dict(block))
+    return sl if int(sl.epochs) > 0 else None
 
 
-def top_voted(counts: np.ndarray, n: int) -> list[list[int]]:
-    """Per cluster, its n most voted words with at least one vote (ties: lower index)."""
-    order = np.argsort(-counts, axis=1, kind="stable")[:, :n]
-    return [[int(w) for w in row if counts[k, w] > 0] for k, row in enumerate(order)]
+def closed_setting(inputs: MethodInputs, s: Settings) -> MethodOutputs:
+    """CVPR with the class names as the vocabulary: probs (N, C) over the K assigned classes."""
+    c = inputs.class_weights.shape[0]
+    k = s.k if s.k is not None and s.k <= c else c
+    out = cvpr(inputs.x, inputs.mask, inputs.class_weights, None,
+               dataclasses.replace(s, k=k, phrases=phrases_lib.NONE), mesh=inputs.mesh,
+               key=inputs.key, log=lambda m: None)
+    n = int(to_host(inputs.mask).sum())
+    head = Head(weights=np.asarray(to_host(inputs.class_weights)), scale=inputs.logit_scale)
+    logits = np.asarray(to_host(inputs.x), np.float32)[:n] @ head.weights[out.words].T
+    z = np.exp(inputs.logit_scale * (logits - logits.max(1, keepdims=True)))
+    probs = np.zeros((n, c), np.float32)
+    probs[:, out.words] = z / z.sum(1, keepdims=True)
+    metrics = {k_: v for k_, v in out.info.items() if k_ != "k_search"}
+    return MethodOutputs(probs, to_host(out.structural)[:n], head, TRANSDUCTIVE, metrics)
 
 
-def cvpr(x, mask, weights, vocab, s: Settings, *, mesh, key, embed_texts: Callable | None = None,
-         log: Callable = print) -> Cvpr:
-    """CVPR on rows x (Np, D) with vocabulary classifier weights (|V|, D); vocab: the
-    adapt.vocab.vocabulary.Vocabulary of those rows (its names and definitions feed the prompt step)."""
-    info: dict = {}
-    n = int(to_host(mask).sum())
-    weights = jnp.asarray(weights, x.dtype)
-    k = s.k
-    if k is None:
-        k, info["k_search"] = estimate_k(
-            to_host(x)[:n], k_min=s.k_min, k_max=min(s.k_max, weights.shape[0]),
-            rounds=s.search_rounds, sample_min=s.sample_min, sample_frac=s.sample_frac,
-            sample_max=s.sample_max, n_init=s.search_n_init, max_iter=s.search_max_iter,
-            seed=int(jax.random.randint(key, (), 0, 2**31 - 1)), mesh=mesh, block=s.block, log=log)
-        log(f"estimated K = {k}")
-    if k > weights.shape[0]:
-        raise ValueError(f"K = {k} clusters need at least {k} vocabulary words, got {weights.shape[0]}")
-    km = kmeans_lib.kmeans(x, mask, k, key, n_init=s.n_init, max_iter=s.max_iter, tol=s.tol, mesh=mesh)
-    info.update(k=k, k_given=s.k is not None, kmeans_inertia=km.inertia,
-                kmeans_iterations=km.iterations, kmeans_restart=km.restart)
-    votes, _ = vocabulary_argmax(x, weights, mesh=mesh, block=s.block)
-    al = vote_realign(km.labels, x, mask, weights, k=k, rounds=s.rounds, votes=votes,
-                      shrink=s.shrink)
-    info["vote_realign"] = al.history
-    counts = to_host(vote_counts(al.partition, votes, mask, k=k, v=weights.shape[0]))
-    candidates = top_voted(counts, s.candidates)
-    cvr_structural = al.structural
-    book = phrases_lib.load_phrase_book(s.phrases) if vocab is not None else None
-    if book is not None:
-        if embed_texts is None:
-            raise ValueError("the prompt step needs embed_texts (the model's text encoder)")
-        entries = phrases_lib.build_entries(candidates, vocab, book, embed_texts, s.phrase_templates)
-        al, _ = phrase_realign(x, mask, al.partition, weights, entries, k=k, votes=votes,
-                               top=s.top_phrases, mesh=mesh, block=s.block, shrink=s.shrink)
-        info.update(entries.info, phrase_realign=al.history)
-    info["prompt_step"] = book.source if book is not None else "none (Cluster-Vote-Realign)"
-    return Cvpr(k, km.labels, al.partition, al.words, al.structural, cvr_structural, votes,
-                candidates, info)
+def _self_learning(inputs: RealisticInputs, out: Cvpr, sl: SelfLearning) -> dict:
+    """S3A's teacher-student stage after CVPR: predictions (n,) of student and teacher (argmax
+    over the whole vocabulary), the student's embeddings (n, d), the tuned parameters, the history."""
+    n, mesh, mask, weights = len(inputs.kept), inputs.mesh, inputs.mask, inputs.weights
+    as_classify = MethodInputs(x=inputs.x, mask=mask, class_weights=weights,
+                               logit_scale=float(inputs.model.logit_scale), views={}, class_texts=None,
+                               mesh=mesh, key=inputs.key, class_names=None, model=inputs.model,
+                               pool=inputs.pool, kept=inputs.kept, workdir=inputs.workdir,
+                               progress=inputs.progress)
+    prompted = make_prompted(as_classify, "visual", center=False, lora_rank=int(sl.lora_rank),
+                             progress=inputs.progress,
+                             embed_kwargs=dict(cache_root=inputs.embed.cache_root,
+                                               batch_size=inputs.embed.batch_size))
+
+    def restructure(feats):
+        f, _ = mesh_lib.shard_rows(np.asarray(feats, np.float32), mesh)
+        return to_host(recompute_structural(out, f, mask, weights, rounds=3, mesh=mesh))[:n]
+
+    student, teacher, history, _ = self_learn(
+        prompted, weights, to_host(out.structural)[:n], restructure, epochs=int(sl.epochs),
+        batch_size=int(sl.batch_size), lr=float(sl.lr), weight_decay=float(sl.weight_decay),
+        tau=float(sl.tau), w_ins=float(sl.w_ins), w_str=float(sl.w_str),
+        warmup_epochs=int(sl.warmup_epochs), augment=sl.augment, key=jax.random.key(inputs.seed + 1),
+        mesh=mesh, checkpoint_dir=None, progress=inputs.progress, seed=int(inputs.seed))
+    w = jnp.asarray(weights)
+    tuned = dict(history=history)
+    for name, p in (("teacher", teacher), ("student", student)):
+        e = prompted.embed_all(p)
+        tuned[name] = np.concatenate([np.asarray(jnp.argmax(jnp.asarray(e[s:s + 4096]) @ w.T, -1))
+                                      for s in range(0, n, 4096)])
+    tuned["features"] = e  # the student's embeddings (the artifact's view)
+    tuned["head"], tuned["model_params"], tuned["model_setup"] = prompted.export(student)
+    return tuned
 
 
-def recompute_structural(c: Cvpr, features, mask, weights, *, rounds: int = 3, mesh=None,
-                         block: int = 1024, shrink: bool = False) -> jax.Array:
-    """Self-learning's structural update: Vote-Realign x rounds on new (teacher) features (Np, D),
-    starting from the offline partition every time -> s(x) (Np,) vocabulary indices."""
-    return vote_realign(c.partition, features, mask, weights, k=c.k, rounds=rounds, mesh=mesh,
-                        block=block, shrink=shrink).structural
+def run_realistic(inputs: RealisticInputs, s: Settings, sl: SelfLearning | None) -> RealisticOutputs:
+    """CVPR over the vocabulary, then (sl given) self-learning; predictions by pool row."""
+    log = print if inputs.progress else (lambda m: None)
+    out = cvpr(inputs.x, inputs.mask, inputs.weights, inputs.vocab, s, mesh=inputs.mesh, key=inputs.key,
+               embed_texts=inputs.model.encode_texts, log=log)
+    n, names = len(inputs.kept), list(inputs.vocab.names)
+    preds = {"s3a_cvpr": to_host(out.structural)[:n], "zero_shot_cosine": to_host(out.votes)[:n]}
+    if not out.info["prompt_step"].startswith("none"):
+        preds["s3a_cvr"] = to_host(out.cvr_structural)[:n]  # steps 1-2 only, the same run
+    words = np.asarray(out.words)
+    common = dict(partition=to_host(out.partition)[:n], kmeans_partition=to_host(out.kmeans_partition)[:n],
+                  words=words, candidates=out.candidates, k=out.k, k_given=s.k is not None, info=out.info,
+                  block=s.block)
+    if sl is None:  # CVPR: the frozen model over the K assigned words
+        head = Head(weights=np.asarray(to_host(inputs.weights))[words], scale=float(inputs.model.logit_scale))
+        return RealisticOutputs(preds, head=head, features=to_host(inputs.x)[:n],
+                                class_names=[names[w] for w in words], **common)
+    tuned = _self_learning(inputs, out, sl)
+    preds["s3a_self_learning"], preds["s3a_self_learning_teacher"] = tuned["student"], tuned["teacher"]
+    # metrics.json's record: the settings sorted by name (as the config block's to_dict gave them)
+    record = dict(sorted(dataclasses.asdict(sl).items()), history=tuned["history"],
+                  student="the model's tunable visual side (not the full tower)")
+    return RealisticOutputs(preds, head=tuned["head"], features=tuned["features"], class_names=names,
+                            model_params=tuned["model_params"], model_setup=tuned["model_setup"],
+                            tuning=record, **common)
 
 
 def make(config) -> Method:
-    s = settings_from_config(config)
-
-    def run(inputs: MethodInputs) -> MethodOutputs:
-        c = inputs.class_weights.shape[0]
-        k = s.k if s.k is not None and s.k <= c else c
-        out = cvpr(inputs.x, inputs.mask, inputs.class_weights, None,
-                   dataclasses.replace(s, k=k, phrases=phrases_lib.NONE), mesh=inputs.mesh,
-                   key=inputs.key, log=lambda m: None)
-        n = int(to_host(inputs.mask).sum())
-        head = Head(weights=np.asarray(to_host(inputs.class_weights)), scale=inputs.logit_scale)
-        logits = np.asarray(to_host(inputs.x), np.float32)[:n] @ head.weights[out.words].T
-        z = np.exp(inputs.logit_scale * (logits - logits.max(1, keepdims=True)))
-        probs = np.zeros((n, c), np.float32)
-        probs[:, out.words] = z / z.sum(1, keepdims=True)
-        metrics = {k_: v for k_, v in out.info.items() if k_ != "k_search"}
-        return MethodOutputs(probs, to_host(out.structural)[:n], head, TRANSDUCTIVE, metrics)
-
-    return Method("s3a", DESCRIPTION, run)
-
-
-def run_job(config, workdir, progress: bool = True) -> dict:
-    """The engine's entry: the realistic-setting job over a vocabulary (adapt.realistic.job)."""
-    from adapt.realistic.job import run_realistic_job
-
-    return run_realistic_job(config, workdir, settings_from_config(config), progress=progress)
+    """The realistic-setting method; `settings` holds the CVPR settings."""
+    s, sl = settings_from_config(config), self_learning_from_config(config)
+    return Method("s3a", DESCRIPTION, lambda inputs: run_realistic(inputs, s, sl), job=REALISTIC, settings=s)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from adapt.core import mesh as mesh_lib
 from adapt.anomaly import msm
-from adapt.anomaly.job import AnomalyInputs, PoolTooSmall
+from adapt.core.method import PoolTooSmall
 from adapt.anomaly.metrics import aupro, image_auroc, knn_baseline
 from adapt.models.base import Preprocess
 from methods import musc
@@ -42,7 +42,7 @@ def _pool(n, seed=0, grids=((6, 8), (3, 5)), d=6):
 
 def _musc(maps, emb, devices=8, size=(16, 16), **kw):
     s = musc.Settings(**{"degrees": (1, 3), "block": 2, **kw})
-    return musc.score(AnomalyInputs(maps, emb, size, mesh_lib.make_mesh(devices)), s)
+    return musc.score(maps, emb, size, mesh_lib.make_mesh(devices), s)
 
 
 # ---- LNAMD ------------------------------------------------------------------------------------
@@ -274,10 +274,10 @@ def _folder(root, n_good=10, n_bad=2, seed=11):
 
 def run_fake_anomaly_job(tmp_path, monkeypatch, run: str = "run") -> dict:
     """The anomaly job on the folder pool at tmp_path/pool with FakePatchModel, 8 devices, into
-    tmp_path/run; returns its metrics."""
-    import adapt.engine  # noqa: F401  (bound to the real loader before the patch below)
+    tmp_path/run, through `adapt.engine.run` (the registry makes MuSc, the job runs it); returns
+    its metrics."""
     import adapt.models
-    from adapt.anomaly.job import run_anomaly_job
+    from adapt import engine
     from adapt.core.config import load_config
 
     monkeypatch.setattr(adapt.models, "load_model", lambda kind, path, grounding="wordnet": FakePatchModel())
@@ -289,7 +289,7 @@ def run_fake_anomaly_job(tmp_path, monkeypatch, run: str = "run") -> dict:
     config.embed.cache_dir = str(tmp_path / "cache")
     config.embed.num_devices = 8
     config.embed.batch_size = 8
-    return run_anomaly_job(config, tmp_path / run, progress=False)
+    return engine.run(config, tmp_path / run, progress=False)
 
 
 def test_anomaly_job_writes_scores_metrics_report_and_plots(tmp_path, monkeypatch):
@@ -335,7 +335,7 @@ def test_window_and_rscin_come_from_the_model():
     from types import SimpleNamespace
 
     from adapt.anomaly import patches
-    from adapt.anomaly.job import model_scoring_defaults
+    from methods.musc import model_scoring_defaults
 
     vit = SimpleNamespace(patch_tokens=None)
     cnn = FakePatchModel()

@@ -4,13 +4,15 @@ A config is a Python file with `get_config(arg)`. `CONFIG` on the command line i
 `path.py:arg` (big_vision style), or the name of a config the package ships (`zero_shot`,
 `zlap:fashion_mnist`: the file `configs/<name>.py` of the installed `configs` package), so an installed
 engine needs no source tree. Overrides `key.sub=value` must name existing keys: a misspelled key
-is an error that names the nearest valid key.
+is an error that names the nearest valid key. `reproduce_command(config)` writes a config back as
+the `adapt run` command line that rebuilds it (report.md shows it).
 """
 from __future__ import annotations
 
 import ast
 import difflib
 import importlib.util
+import shlex
 from pathlib import Path
 
 import ml_collections
@@ -21,9 +23,11 @@ class ConfigError(ValueError):
 
 
 def _shipped_configs() -> Path:
-    import configs  # the config package installed beside adapt/ (imports adapt itself)
-
-    return Path(configs.__file__).parent
+    """The folder of the `configs` package installed beside adapt/, found without importing it."""
+    spec = importlib.util.find_spec("configs")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the shipped configs package is not installed (reinstall vlm-adapt)")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def config_names() -> list[str]:
@@ -121,3 +125,48 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         except TypeError as e:
             raise ConfigError(f"bad value for '{key}': {e}") from None
     return config
+
+
+def leaf_values(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+    """Every leaf of the config by its dotted key (`pool.path`), in the config's order."""
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, ml_collections.ConfigDict):
+            out.update(leaf_values(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def override_text(value, current) -> str:
+    """The text of `--set key=TEXT` that sets a key now holding `current` to `value`: the plain
+    form when it reads back as the same value (see `_parse_value`), else the Python literal."""
+    plain = [value] if isinstance(value, str) else []
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        plain = [",".join(value)]  # a list of names as `a,b,c`
+    for text in plain + [repr(value)]:
+        try:
+            back = _parse_value(text, current)
+        except ConfigError:
+            continue
+        if type(back) is type(value) and back == value:
+            return text
+    return repr(value)
+
+
+def reproduce_command(config: ml_collections.ConfigDict, workdir="WORKDIR") -> str:
+    """`adapt run METHOD --workdir W --set key=value ...`: the shipped config of the run's method
+    with a `--set` for every key where the run differs from it, so pasting it rebuilds the config
+    (a pool preset `:arg` is spelled out as its pool keys). Keys the shipped config lacks (a config
+    file of one's own) are named after a `#`; without a shipped config, that is said instead."""
+    try:
+        shipped = load_config(str(config.method))
+    except ConfigError:
+        return f"# no shipped config for method {config.method!r}: use the run's config file"
+    have, want = leaf_values(shipped), leaf_values(config)
+    sets, missing = [], [k for k in want if k not in have]
+    for key, value in want.items():
+        if key in have and not (type(have[key]) is type(value) and have[key] == value):
+            sets += ["--set", f"{key}={override_text(value, have[key])}"]
+    line = shlex.join(["adapt", "run", str(config.method), "--workdir", str(workdir), *sets])
+    return line + (f"  # not in the shipped config: {', '.join(missing)}" if missing else "")

@@ -3,7 +3,8 @@
 Each process decodes and embeds its own contiguous slice of the pool, pads it to the common slice
 length, and the slices become one global array sharded over every device of every process
 (`jax.make_array_from_process_local_data`). Host-side results are gathered with
-`multihost_utils.process_allgather`. Only process 0 writes shared files.
+`multihost_utils.process_allgather`. Only process 0 writes shared files. The embedding of each
+process's slice is adapt.features.setup.embed_slices (core knows no model).
 
 If a process dies, the coordination service stops the others once heartbeats are missed
 (`heartbeat_timeout_seconds`), so a job never hangs; artifacts are written last and atomically,
@@ -93,29 +94,3 @@ def local_mesh():
     """A mesh over this process's own devices (embedding is process-local)."""
     devices = np.asarray(jax.local_devices())
     return jax.sharding.Mesh(devices, (mesh_lib.POOL,), axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def embed_slices(model, pool, mesh, **embed_kwargs):
-    """Each process embeds its slice of `pool`; returns the global pool rows, real rows first.
-
-    Returns (kept (M,) pool indices, skipped [(id, reason)], x (Np, D), mask (Np,), views) where the
-    arrays are global, sharded along `pool` over every device of every process.
-    """
-    from adapt.data.arrays import SubsetPool
-    from adapt.features.embed import embed_pool
-
-    start, end = process_slice(len(pool))
-    emb = embed_pool(model, SubsetPool(pool, np.arange(start, end)), local_mesh(), **embed_kwargs)
-    n_local = len(jax.local_devices())
-    length = -(-max_over_processes(len(emb.kept)) // n_local) * n_local
-    mask = to_host(global_rows(np.ones(len(emb.kept), bool), mesh, length))
-    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
-    take = jax.jit(lambda a: a[order], out_shardings=mesh_lib.pool_sharding(mesh))
-    kept = to_host(global_rows(start + emb.kept, mesh, length))[mask]
-    x = take(global_rows(emb.embeddings, mesh, length))
-    views = {k: take(global_rows(v, mesh, length)) for k, v in emb.views.items()}
-    real = jax.device_put(np.arange(len(order)) < len(kept), mesh_lib.pool_sharding(mesh))
-    ids = allgather_strings([i for i, _ in emb.skipped])
-    reasons = allgather_strings([r for _, r in emb.skipped])
-    skipped = [(i, r) for pi, pr in zip(ids, reasons) for i, r in zip(pi, pr)]
-    return kept, skipped, x, real, views

@@ -1,7 +1,12 @@
 """The interface every method of `methods/` presents (optax style: a bundle of pure functions).
 
-`methods/<name>.py` exposes `make(config) -> Method`. The engine embeds the pool and the classes,
-then calls `method.run(inputs)` once.
+`methods/<name>.py` exposes `make(config) -> Method`; `adapt.registry.make_method(config)` calls it.
+`Method.job` names the job kind that runs the method, and each kind has its inputs and outputs here:
+  classify   (adapt.engine)          MethodInputs -> MethodOutputs
+  anomaly    (adapt.anomaly.job)     AnomalyInputs -> AnomalyOutputs
+  realistic  (adapt.realistic.job)   RealisticInputs -> RealisticOutputs
+The job sets up the pool, the mesh and the model, calls `method.run(inputs)` once, then scores and
+writes. A method never imports a job and never reads the config outside `make`.
 """
 from __future__ import annotations
 
@@ -48,6 +53,15 @@ class Head:
         return z / z.sum(-1, keepdims=True)
 
 
+class EmbedOptions(NamedTuple):
+    """How the job embeds images; methods that embed again (tuning, a second tower) reuse it."""
+
+    cache_root: str | None = None
+    batch_size: int = 64
+    chunk_size: int = 1024
+    workers: int = 4
+
+
 class MethodInputs(NamedTuple):
     """What a method sees. Pool rows are padded to the mesh and sharded along `pool`.
 
@@ -77,6 +91,8 @@ class MethodInputs(NamedTuple):
     workdir: Any = None  # the job's folder (checkpoints)
     progress: bool = True
     labels: Any = None   # (N,) known labels (-1 unknown); only few-label settings may read them
+    seed: int = 0        # the run's seed (config.seed), for methods that initialise parameters
+    embed: "EmbedOptions" = None  # how the job embeds images, for methods that embed again
 
 
 class MethodOutputs(NamedTuple):
@@ -96,7 +112,104 @@ class MethodOutputs(NamedTuple):
                                 # (N,), history (per-epoch rows); the engine scores them when labels exist
 
 
+class PoolTooSmall(ValueError):
+    """The pool has too few images for the method (e.g. mutual scoring)."""
+
+
+class AnomalyInputs(NamedTuple):
+    """What an anomaly method sees: the pool and the frozen model; it extracts its own features
+    (e.g. patch maps of the layers it wants) with the job's embedding options on the mesh."""
+
+    model: Any
+    pool: Any
+    mesh: Any
+    embed: EmbedOptions = EmbedOptions()
+    progress: bool = True
+    seed: int = 0
+
+
+class AnomalyOutputs(NamedTuple):
+    """scores (N,) final image scores, raw_scores (N,) before any refinement (MuSc: RsCIN), maps
+    (N, H, W) pixel anomaly maps, layer_maps: per-layer patch-grid maps (N, h_l, w_l), info: the
+    settings used (recorded in metrics.json); kept (N,) pool item of each scored row, embeddings
+    (N, D) unit image embeddings (the job's kNN baseline), skipped [(item, reason)] items that did
+    not decode, image_size: the side H = W of the pixel maps."""
+
+    scores: np.ndarray
+    raw_scores: np.ndarray
+    maps: np.ndarray
+    layer_maps: list
+    info: dict
+    kept: Any = None
+    embeddings: Any = None
+    skipped: tuple | list = ()
+    image_size: int = 0
+
+
+class RealisticInputs(NamedTuple):
+    """What a realistic-setting method sees (class names unknown): pool rows and a vocabulary.
+
+    x: (Np, D) image embeddings, unit rows, sharded along `pool`; mask: (Np,) True on real rows.
+    weights: (|V|, D) the vocabulary classifier T_V, replicated; vocab: its
+    `adapt.vocab.vocabulary.Vocabulary` (names, definitions). kept: (N,) pool item of each real row.
+    The model, pool and embedding options serve methods that tune the model on the pool.
+    """
+
+    x: jax.Array
+    mask: jax.Array
+    weights: jax.Array
+    vocab: Any
+    mesh: Any
+    key: jax.Array
+    model: Any
+    pool: Any
+    kept: np.ndarray
+    seed: int = 0
+    embed: EmbedOptions = EmbedOptions()
+    workdir: Any = None
+    progress: bool = True
+
+
+class RealisticOutputs(NamedTuple):
+    """predictions: name -> (N,) vocabulary indices of each real row (the method's own and its
+    stages'; the job adds the zero-shot baselines); partition (N,) final cluster of each row and
+    kmeans_partition (N,) the first one; words (K,) cluster -> vocabulary index; candidates: per
+    cluster its top voted words; k, k_given; info: what the method records in metrics.json
+    (under `cvpr`); head, features (N, d), class_names, model_params, model_setup: the deployable
+    classifier and the view it reads; tuning: its record in metrics.json (None when not tuned);
+    block: rows / words per similarity tile, for the job's baselines over the vocabulary."""
+
+    predictions: dict
+    partition: np.ndarray
+    kmeans_partition: np.ndarray
+    words: np.ndarray
+    candidates: list
+    k: int
+    k_given: bool
+    info: dict
+    head: Head
+    features: np.ndarray
+    class_names: list
+    model_params: dict | None = None
+    model_setup: dict | None = None
+    tuning: dict | None = None
+    block: int = 1024
+
+
+CLASSIFY, ANOMALY, REALISTIC = "classify", "anomaly", "realistic"
+
+
 class Method(NamedTuple):
+    """A method: `run(inputs)` of its job kind's inputs -> outputs (see the module docstring).
+
+    job: "classify" | "anomaly" | "realistic". settings: the validated method_args.
+    few_labels: for methods with a few-label setting, (N,) pool labels -> (N,) the labels the
+    method may see (-1 unknown), or None; the classification job calls it when the pool has labels.
+    """
+
     name: str
     description: str
-    run: Callable[[MethodInputs], MethodOutputs]
+    run: Callable[[Any], Any]
+    job: str = CLASSIFY
+    settings: Any = None
+    few_labels: Callable[[np.ndarray], np.ndarray | None] | None = None

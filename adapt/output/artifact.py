@@ -21,8 +21,13 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from adapt.output import staging as outputs
+from adapt import models
+from adapt.core import mesh as mesh_lib
 from adapt.core.method import Head
+from adapt.data import BadImage, decode_image
+from adapt.features.embed import make_encoder
+from adapt.models.preprocess import to_pixels
+from adapt.output import staging as outputs
 
 FORMAT_VERSION = 1
 
@@ -110,10 +115,8 @@ class Classifier:
 
     def model(self):
         if self._model is None:
-            from adapt.models import load_model
-
             m = self.meta["model"]
-            model = load_model(kind=m.get("kind", "auto"), path=m.get("path", ""))
+            model = models.load_model(kind=m.get("kind", "auto"), path=m.get("path", ""))
             if model.weights_hash != m["weights_hash"]:
                 raise ValueError(f"the model at {m.get('path') or m['id']} has weights hash "
                                  f"{model.weights_hash}, the artifact was made with {m['weights_hash']}")
@@ -127,11 +130,6 @@ class Classifier:
     def features(self, images, batch_size: int | None = None, skip_bad: bool = False):
         """Images (paths or PIL images) -> the head's view (M, d). Undecodable images raise, or with
         `skip_bad` are left out: then returns (features (M, d), kept (M,) indices, [(image, reason)])."""
-        from adapt.core import mesh as mesh_lib
-        from adapt.data import BadImage, decode_image
-        from adapt.features.embed import make_encoder
-        from adapt.models.preprocess import to_pixels
-
         model = self.model()
         mesh = mesh_lib.make_mesh()
         if self._encode is None:
