@@ -19,7 +19,7 @@ from adapt.tuning import report as tuning_report
 from adapt.core import mesh as mesh_lib
 from adapt.data import open_pool, resolve_classes
 from adapt.features.embed import check_settings, embed_pool
-from adapt.core.method import MethodInputs
+from adapt.core.method import EmbedOptions, MethodInputs
 from adapt.models import load_model, model_source
 from adapt.features.text import encode_classes
 
@@ -105,7 +105,9 @@ def run(config, workdir, progress: bool = True) -> dict:
                           logit_scale=float(model.logit_scale), views=views, class_texts=texts,
                           mesh=mesh, key=jax.random.key(config.seed), class_names=list(classes.names),
                           model=model, pool=pool, kept=np.asarray(kept), workdir=workdir,
-                          progress=progress, labels=few)
+                          progress=progress, labels=few, seed=int(config.seed),
+                          embed=EmbedOptions(config.embed.cache_dir or None, config.embed.batch_size,
+                                             config.embed.chunk_size, config.embed.workers))
     with timer.stage("method"):
         out = method.run(inputs)
         baselines = zero_shot_baselines(x, mask, texts, views, float(model.logit_scale), n)

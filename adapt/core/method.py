@@ -48,6 +48,15 @@ class Head:
         return z / z.sum(-1, keepdims=True)
 
 
+class EmbedOptions(NamedTuple):
+    """How the job embeds images; methods that embed again (tuning, a second tower) reuse it."""
+
+    cache_root: str | None = None
+    batch_size: int = 64
+    chunk_size: int = 1024
+    workers: int = 4
+
+
 class MethodInputs(NamedTuple):
     """What a method sees. Pool rows are padded to the mesh and sharded along `pool`.
 
@@ -77,6 +86,8 @@ class MethodInputs(NamedTuple):
     workdir: Any = None  # the job's folder (checkpoints)
     progress: bool = True
     labels: Any = None   # (N,) known labels (-1 unknown); only few-label settings may read them
+    seed: int = 0        # the run's seed (config.seed), for methods that initialise parameters
+    embed: "EmbedOptions" = None  # how the job embeds images, for methods that embed again
 
 
 class MethodOutputs(NamedTuple):
