@@ -51,5 +51,7 @@ def base_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
     c.embed.num_devices = 0  # 0 = every device
     c.embed.workers = 4  # decoding threads
 
+    # the method's config sets every field of its methods/<method>.py `Settings`, each value with its
+    # meaning: the one place they are set (checked by adapt.core.settings.parse_method_args)
     c.method_args = ml_collections.ConfigDict()
     return c

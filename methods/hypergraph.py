@@ -19,6 +19,7 @@ last one, never the one with the best accuracy (the official script's oracle).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -36,9 +37,33 @@ from adapt.core import mesh as mesh_lib
 from adapt.core.distributed import to_host
 from adapt.graph.knn import blocked_knn
 from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.core.settings import check_at_least, check_choice, parse_method_args
 
 DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (one propagation)"
 HYPER_SHARE = 0.75  # W = 0.25 cW + 0.75 S_hyp
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """method_args of hypergraph; values and their meaning: configs/hypergraph.py."""
+
+    views: tuple[str, ...]
+    prototypes: str
+    view_priors: tuple[float, ...]
+    k: int
+    alpha: float
+    propagations: int
+    tol: float
+    refine_top: int
+    cca_floor: float
+    hyper_share: float
+    official_delta: bool
+    center: bool
+    block: int
+
+    def __post_init__(self):
+        check_choice("prototypes", self.prototypes, graph_outputs.PROTOTYPE_SOURCES)
+        check_at_least("propagations", self.propagations, 1)
 
 
 def _unit(a):
@@ -220,35 +245,27 @@ def _views(inputs, x, selected, prototypes="text"):
 
 
 def make(config) -> Method:
-    args = config.method_args
-    if args.prototypes not in graph_outputs.PROTOTYPE_SOURCES:
-        raise ValueError(f"method_args.prototypes must be one of {graph_outputs.PROTOTYPE_SOURCES}, "
-                         f"not {args.prototypes!r}")
-    if int(args.propagations) < 1:
-        raise ValueError(f"method_args.propagations must be >= 1, got {args.propagations}")
+    s = parse_method_args(Settings, config.method_args, "hypergraph")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
         graph_outputs.require_graph_pool(n, "hypergraph")
-        centered = graph_outputs.centers_with(bool(args.center), args.prototypes)
+        centered = graph_outputs.centers_with(s.center, s.prototypes)
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
-        names, views, protos = _views(inputs, x, list(args.views), args.prototypes)
-        priors = list(args.view_priors) or None
+        names, views, protos = _views(inputs, x, list(s.views), s.prototypes)
+        priors = list(s.view_priors) or None
         if priors is not None and len(priors) != len(views):
             raise ValueError(f"method_args.view_priors has {len(priors)} entries for views {names}")
-        z, f, info = tmv_hlp(views, protos, inputs.mask, inputs.mesh, k=int(args.k),
-                             alpha=float(args.alpha), tol=float(args.tol),
-                             refine_top=int(args.refine_top), cca_floor=float(args.cca_floor),
-                             priors=priors, hyper_share=float(args.hyper_share),
-                             official_delta=bool(args.official_delta), block=int(args.block),
-                             seed=inputs.seed, propagations=int(args.propagations))
+        z, f, info = tmv_hlp(views, protos, inputs.mask, inputs.mesh, k=s.k, alpha=s.alpha, tol=s.tol,
+                             refine_top=s.refine_top, cca_floor=s.cca_floor, priors=priors,
+                             hyper_share=s.hyper_share, official_delta=s.official_delta, block=s.block,
+                             seed=inputs.seed, propagations=s.propagations)
         probs_dev = graph_outputs.row_normalize(z)
         probs = graph_outputs.host_rows(probs_dev, n)
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
         pred = graph_outputs.predict(graph_outputs.host_rows(f, n))
-        metrics = {"views": names, "prototypes": args.prototypes, "k": int(args.k),
-                   "alpha": float(args.alpha), "iterations": 1,
-                   "propagations": int(args.propagations), "centered": centered, **info,
+        metrics = {"views": names, "prototypes": s.prototypes, "k": s.k, "alpha": s.alpha, "iterations": 1,
+                   "propagations": s.propagations, "centered": centered, **info,
                    "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)"}
         return MethodOutputs(probs, pred, head, TRANSDUCTIVE, metrics)
 

@@ -23,6 +23,7 @@ assignment steps (adapt/graph/slk.py). The head is the soft class means of the f
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -40,10 +41,43 @@ from adapt.graph import slk as graph_slk
 from adapt.graph.knn import blocked_knn, euclidean_knn
 from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 from adapt.core.distributed import to_host
+from adapt.core.settings import check_at_least, check_choice, parse_method_args
 
 DESCRIPTION = "LaplacianShot / SLK: Laplacian-regularised assignment to text or pool prototypes"
 RECTIFY_TEMPERATURE = 10.0
 PSEUDO_TOP = 8
+VARIANTS = ("lshot", "slk")
+PROTOTYPES = ("text", "pseudo", "rectified")
+SLK_STEPS = ("kmeans", "ms")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """method_args of laplacian; values and their meaning: configs/laplacian.py."""
+
+    variant: str
+    prototypes: str
+    knn: int
+    lam: float
+    scale: float
+    center: bool
+    max_iters: int
+    tol: float
+    slk_lam: float
+    slk_step: str
+    slk_laplacian: bool
+    slk_max_outer: int
+    slk_tol: float
+    slk_bound_iters: int
+    bandwidth: str
+    block: int
+
+    def __post_init__(self):
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("prototypes", self.prototypes, PROTOTYPES,
+                     " (few-shot supports go through few_shot_unary in Python)")
+        check_choice("slk_step", self.slk_step, SLK_STEPS)
+        check_at_least("knn", self.knn, 2, " (it counts the node itself)")
 
 
 def knn_graph(x, mask, knn, mesh=None, block=1024, unit_norm=True):
@@ -120,65 +154,53 @@ def few_shot_unary(x, mask, support, support_labels, num_classes, rectify=False)
     return graph_bound.squared_distances(x, protos), x, protos
 
 
-def _metrics(args, centered, iterations, energies, extra):
+def _metrics(s: Settings, centered, iterations, energies, extra):
     trace = to_host(energies).astype(np.float64)
     trace = trace[np.isfinite(trace)]
-    lam = float(args.lam if args.variant == "lshot" else args.slk_lam)
-    return {"variant": args.variant, "prototypes": args.prototypes, "knn": int(args.knn),
+    lam = s.lam if s.variant == "lshot" else s.slk_lam
+    return {"variant": s.variant, "prototypes": s.prototypes, "knn": s.knn,
             "lambda": lam, "centered": centered, "iterations": int(iterations),
             "energy": graph_outputs.summary(trace), "predictions_setting": TRANSDUCTIVE,
             "head": "soft class means (inductive)", **extra}
 
 
 def make(config) -> Method:
-    args = config.method_args
-    if args.variant not in ("lshot", "slk"):
-        raise ValueError(f"method_args.variant must be lshot or slk, not {args.variant!r}")
-    if args.prototypes not in ("text", "pseudo", "rectified"):
-        raise ValueError("method_args.prototypes must be text, pseudo or rectified (few-shot supports go "
-                         f"through few_shot_unary in Python), not {args.prototypes!r}")
-    if args.slk_step not in ("kmeans", "ms"):
-        raise ValueError(f"method_args.slk_step must be kmeans or ms, not {args.slk_step!r}")
-    if int(args.knn) < 2:
-        raise ValueError("method_args.knn counts the node itself and must be >= 2")
+    s = parse_method_args(Settings, config.method_args, "laplacian")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
         graph_outputs.require_graph_pool(n, "laplacian")
         c = int(inputs.class_weights.shape[0])
-        if args.variant == "slk" and n < c:  # k-means with more clusters than points
+        if s.variant == "slk" and n < c:  # k-means with more clusters than points
             raise ValueError(f"laplacian variant slk needs a pool of at least {c} images (one per "
                              f"cluster, C = {c}), got {n}")
-        centered = graph_outputs.centers_with(bool(args.center), args.prototypes)
+        centered = graph_outputs.centers_with(s.center, s.prototypes)
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
-        scale = float(args.scale) or float(inputs.logit_scale)
-        nb = knn_graph(x, inputs.mask, min(int(args.knn), n), inputs.mesh, int(args.block))
-        lam = float(args.lam)
-        if args.prototypes == "pseudo":
+        scale = s.scale or float(inputs.logit_scale)
+        nb = knn_graph(x, inputs.mask, min(s.knn, n), inputs.mesh, s.block)
+        lam = s.lam
+        if s.prototypes == "pseudo":
             protos = pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale)
         else:
-            protos = graph_outputs.class_prototypes(args.prototypes, x, inputs.mask,
+            protos = graph_outputs.class_prototypes(s.prototypes, x, inputs.mask,
                                                     inputs.class_weights, inputs.logit_scale)
-        if args.variant == "lshot":
-            unary = (graph_bound.squared_distances(x, protos) if args.prototypes == "pseudo"
+        if s.variant == "lshot":
+            unary = (graph_bound.squared_distances(x, protos) if s.prototypes == "pseudo"
                      else text_unary(x, protos, scale))
-            res = graph_bound.bound_update(unary, nb, lam, inputs.mask, max_iters=int(args.max_iters),
-                                           tol=float(args.tol))
+            res = graph_bound.bound_update(unary, nb, lam, inputs.mask, max_iters=s.max_iters, tol=s.tol)
             y, extra = res.y, {}
-            metrics = _metrics(args, centered, res.iterations, res.energies, extra)
+            metrics = _metrics(s, centered, res.iterations, res.energies, extra)
         else:
             no_support = jnp.zeros_like(inputs.mask)
-            edges = float(to_host(nb.w.sum())) if args.bandwidth == "edges" else 5.0 * n
+            edges = float(to_host(nb.w.sum())) if s.bandwidth == "edges" else 5.0 * n
             sigma2 = graph_bound.slk_bandwidth(x, nb, inputs.mask, edges)
             res = graph_slk.slk(x, inputs.mask, nb, protos, no_support,
                                 jnp.zeros((x.shape[0], protos.shape[0]), x.dtype),
-                                float(args.slk_lam), sigma2,
-                                prototype_step=args.slk_step, laplacian=bool(args.slk_laplacian),
-                                max_outer=int(args.slk_max_outer), tol=float(args.slk_tol),
-                                bound_iters=int(args.slk_bound_iters))
+                                s.slk_lam, sigma2, prototype_step=s.slk_step, laplacian=s.slk_laplacian,
+                                max_outer=s.slk_max_outer, tol=s.slk_tol, bound_iters=s.slk_bound_iters)
             y = res.y
-            metrics = _metrics(args, centered, res.iterations, res.energies,
-                               {"slk_step": args.slk_step, "empty_cluster_guard": bool(res.emptied),
+            metrics = _metrics(s, centered, res.iterations, res.energies,
+                               {"slk_step": s.slk_step, "empty_cluster_guard": bool(res.emptied),
                                 "sigma2": float(sigma2)})
         probs = graph_outputs.host_rows(y, n)
         head = graph_outputs.soft_mean_head(x, y, inputs.mask, mean, inputs.logit_scale)

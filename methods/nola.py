@@ -19,7 +19,6 @@ the engine's `rounds` 1-3 (it scores them when labels exist; the method never se
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -29,30 +28,60 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adapt.tuning import labeller
-
-from adapt.tuning import loop as tuning
 from adapt.core.distributed import to_host
-from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
-from adapt.tuning.prompted import make_prompted
+from adapt.core.method import TRANSDUCTIVE, EmbedOptions, Method, MethodInputs, MethodOutputs
+from adapt.core.settings import check_choice, parse_method_args
 from adapt.features.second_tower import load_second_tower, tower_features
 from adapt.features.text import encode_classes
+from adapt.tuning import labeller
+from adapt.tuning import loop as tuning
+from adapt.tuning import rounds as tuning_rounds
+from adapt.tuning.prompted import make_prompted
 from adapt.vocab.wordnet_descriptions import wordnet_descriptions
 
 DESCRIPTION = "NoLA: description classifier, second-tower labeller on its confident subset, visual tuning"
 STAGES = {1: "cde: class-description classifier on the frozen embeddings",
           2: "labeller: MLP on the second tower, trained on the CDE confident subset",
           3: "tuned: visual parameters + head trained on the labeller's labels (last epoch)"}
+DESCRIPTION_SOURCES = ("wordnet", "none")
 
 
-def cde_weights(inputs: MethodInputs, templates, has_file: bool, source: str):
-    """(C, D) class weights of stage 1 and where the descriptions came from."""
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """method_args of nola; values and their meaning: configs/nola.py."""
+
+    second_tower: str
+    descriptions: str
+    center: bool
+    k: int
+    labeller_hidden: int
+    labeller_epochs: int
+    labeller_lr: float
+    labeller_batch_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    augment: str
+
+    def __post_init__(self):
+        check_choice("descriptions", self.descriptions, DESCRIPTION_SOURCES,
+                     " (a classes.descriptions file overrides both)")
+
+
+def cde_weights(inputs: MethodInputs, has_file: bool, source: str):
+    """(C, D) class weights of stage 1 and where the descriptions came from.
+
+    With a description file (or source "none") they are the run's class embeddings. Else each
+    class's prompts of the run, which without a description file are exactly its filled templates
+    (inputs.class_texts.prompts), are pooled uniformly with its WordNet sentences.
+    """
     if has_file or source == "none":
         return np.asarray(to_host(inputs.class_weights)), {"source": "file" if has_file else "templates only"}
-    if source != "wordnet":
-        raise ValueError(f"method_args.descriptions must be 'wordnet' or 'none', not {source!r}")
     desc, how = wordnet_descriptions(inputs.class_names)
-    texts = encode_classes(inputs.model, inputs.class_names, list(templates), desc, -1.0)
+    prompts = {name: list(own) + list(desc[name]) for name, own in zip(inputs.class_names, inputs.class_texts.prompts)}
+    texts = encode_classes(inputs.model, inputs.class_names, [], prompts, -1.0)
     return texts.weights, {"source": "wordnet", "lookup": how, "n_sentences": {k: len(v) for k, v in desc.items()}}
 
 
@@ -73,10 +102,9 @@ def stage3_loss(prompted, scale: float, n_classes: int, smoothing: float, augmen
         f = prompted.features(p["visual"], b, key, augment)
         logits = scale * f @ p["head"].T
         y = b["y"] if labels_fn is None else labels_fn(b)
-        ce = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(y, n_classes), smoothing))
-        m = b["mask"].astype(ce.dtype)
-        acc = jnp.sum((logits.argmax(-1) == y) * m) / jnp.maximum(m.sum(), 1.0)
-        return jnp.sum(ce * m) / jnp.maximum(m.sum(), 1.0), {"agreement": acc}
+        targets = optax.smooth_labels(jax.nn.one_hot(y, n_classes), smoothing)
+        loss, agreement = tuning_rounds.masked_cross_entropy(logits, y, b["mask"], targets=targets)
+        return loss, {"agreement": agreement}
     return loss_fn
 
 
@@ -87,15 +115,15 @@ def adamw(lr: float, weight_decay: float) -> optax.GradientTransformation:
     return optax.adamw(lr, b1=0.9, b2=0.999, weight_decay=weight_decay, mask=decay)
 
 
-def _labeller_labels(path: Path, feats, sel, c, args, inputs, seed):
+def _labeller_labels(path: Path, feats, sel, c, s: Settings, inputs: MethodInputs):
     """(N, C) labeller probabilities over the pool and its history, trained once and cached at `path`."""
     if path.is_file():
         with np.load(path) as z:
             return z["probs"], json.loads(str(z["history"]))
     res = labeller.train_labeller(feats[sel.indices], sel.labels, c, key=jax.random.fold_in(inputs.key, 2),
-                                  mesh=inputs.mesh, seed=seed, epochs=int(args.labeller_epochs),
-                                  lr=float(args.labeller_lr), batch_size=int(args.labeller_batch_size),
-                                  hidden=int(args.labeller_hidden), progress=inputs.progress)
+                                  mesh=inputs.mesh, seed=inputs.seed, epochs=s.labeller_epochs,
+                                  lr=s.labeller_lr, batch_size=s.labeller_batch_size,
+                                  hidden=s.labeller_hidden, progress=inputs.progress)
     probs = labeller.label_pool(res.params, feats)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
@@ -105,58 +133,53 @@ def _labeller_labels(path: Path, feats, sel, c, args, inputs, seed):
 
 
 def make(config) -> Method:
-    args = config.method_args
-    fingerprint = hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
-    embed_kwargs = dict(batch_size=config.embed.batch_size, cache_root=config.embed.cache_dir or None)
-    templates, has_file = list(config.prompts.templates), bool(config.classes.descriptions)
+    s = parse_method_args(Settings, config.method_args, "nola")
+    fingerprint = tuning_rounds.run_fingerprint(config)
+    has_file = bool(config.classes.descriptions)  # ClassTexts does not say whether a file gave its prompts
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n, c = int(to_host(inputs.mask).sum()), len(inputs.class_names)
-        scale, center = float(inputs.logit_scale), bool(args.center)
-        ckpt_root = Path(inputs.workdir or ".") / "checkpoints" / fingerprint
+        scale = float(inputs.logit_scale)
+        embed = inputs.embed or EmbedOptions()
+        embed_kwargs = dict(batch_size=embed.batch_size, cache_root=embed.cache_root)
+        checkpoints = tuning_rounds.checkpoint_root(inputs.workdir or ".", fingerprint)
         # stage 1
-        w_cde, desc_info = cde_weights(inputs, templates, has_file, args.descriptions)
-        p_cde = cde_probs(to_host(inputs.x)[:n], w_cde, scale, center)
+        w_cde, desc_info = cde_weights(inputs, has_file, s.descriptions)
+        p_cde = cde_probs(to_host(inputs.x)[:n], w_cde, scale, s.center)
         # stage 2: the second tower before the model gets prompts (CLIP prompts change its forward)
-        k = int(args.k) or labeller.confident_k(n, c)
+        k = s.k or labeller.confident_k(n, c)
         sel = labeller.confident_subset(p_cde, k)
-        tower = load_second_tower(args.second_tower, inputs.model)
-        feats = tower_features(tower, inputs.pool, inputs.kept, inputs.mesh, chunk_size=config.embed.chunk_size,
-                               workers=config.embed.workers, progress=inputs.progress, **embed_kwargs)
-        p_dl, dl_history = _labeller_labels(ckpt_root / "labeller.npz", feats, sel, c, args, inputs, int(config.seed))
+        tower = load_second_tower(s.second_tower, inputs.model)
+        feats = tower_features(tower, inputs.pool, inputs.kept, inputs.mesh, chunk_size=embed.chunk_size,
+                               workers=embed.workers, progress=inputs.progress, **embed_kwargs)
+        p_dl, dl_history = _labeller_labels(checkpoints / "labeller.npz", feats, sel, c, s, inputs)
         y_dl = p_dl.argmax(1).astype(np.int32)
         # stage 3
-        prompted = make_prompted(inputs, "visual", center=center, embed_kwargs=embed_kwargs, progress=inputs.progress)
-        params = {"visual": prompted.init(int(config.seed)), "head": jnp.asarray(w_cde, jnp.float32)}
-        res = tuning.fit(stage3_loss(prompted, scale, c, float(args.label_smoothing), args.augment), params,
-                         {**prompted.data, "y": y_dl}, optimizer=adamw(float(args.lr), float(args.weight_decay)),
-                         epochs=int(args.epochs), batch_size=int(args.batch_size), key=jax.random.fold_in(inputs.key, 3),
-                         mesh=inputs.mesh, checkpoint_dir=ckpt_root / "stage3", progress=inputs.progress,
-                         desc="NoLA stage 3")
-        head, model_params, setup = prompted.export(res.params["visual"])
-        head = dataclasses.replace(head, weights=np.asarray(res.params["head"], np.float32))
-        feats_tuned = prompted.embed_all(res.params["visual"])
-        probs = head.probs(feats_tuned)
+        prompted = make_prompted(inputs, "visual", center=s.center, embed_kwargs=embed_kwargs, progress=inputs.progress)
+        params = {"visual": prompted.init(inputs.seed), "head": jnp.asarray(w_cde, jnp.float32)}
+        res = tuning_rounds.fit_round(stage3_loss(prompted, scale, c, s.label_smoothing, s.augment), params,
+                                      {**prompted.data, "y": y_dl}, inputs, name="stage3", checkpoints=checkpoints,
+                                      optimizer=adamw(s.lr, s.weight_decay), epochs=s.epochs,
+                                      batch_size=s.batch_size, key=jax.random.fold_in(inputs.key, 3),
+                                      desc="NoLA stage 3")
+        tuned = tuning_rounds.export_tuned(prompted, res.params["visual"], head_weights=res.params["head"])
+        probs = tuned.head.probs(tuned.features)
         everyone = np.arange(n)
-        rounds = [dict(round=1, stage="cde", k=k, pseudo_indices=sel.indices, pseudo_labels=sel.labels,
-                       predictions=p_cde.argmax(1), history=[]),
-                  dict(round=2, stage="labeller", k=k, pseudo_indices=everyone, pseudo_labels=y_dl,
-                       predictions=y_dl, history=dl_history),
-                  dict(round=3, stage="tuned", k=k, pseudo_indices=everyone, pseudo_labels=y_dl,
-                       predictions=probs.argmax(1), history=res.history, resumed_epochs=res.resumed_from)]
-        metrics = dict(stages={str(r): s for r, s in STAGES.items()}, descriptions=desc_info,
-                       second_tower=dict(name=args.second_tower, model_id=tower.model_id, dim=int(feats.shape[1])),
+        rounds = [tuning_rounds.round_record(1, k, sel.indices, sel.labels, p_cde.argmax(1), [], stage="cde"),
+                  tuning_rounds.round_record(2, k, everyone, y_dl, y_dl, dl_history, stage="labeller"),
+                  tuning_rounds.round_record(3, k, everyone, y_dl, probs.argmax(1), res.history, stage="tuned",
+                                             resumed_epochs=res.resumed_from)]
+        metrics = dict(stages={str(r): st for r, st in STAGES.items()}, descriptions=desc_info,
+                       second_tower=dict(name=s.second_tower, model_id=tower.model_id, dim=int(feats.shape[1])),
                        k=k, subset_size=int(len(sel.indices)), subset_counts=sel.counts.tolist(),
                        subset_fallback={str(a): b for a, b in sel.fallback.items()},
                        labeller_final=dl_history[-1] if dl_history else None,
                        labeller_label_counts=np.bincount(y_dl, minlength=c).tolist(),
-                       trainable_parameters=tuning.n_params(res.params), epochs=int(args.epochs),
-                       batch_size=int(args.batch_size), augment=args.augment, center=center,
+                       trainable_parameters=tuning.n_params(res.params), epochs=s.epochs,
+                       batch_size=s.batch_size, augment=s.augment, center=s.center,
                        stage3_final=res.history[-1], resumed_epochs=res.resumed_from,
                        predictions_setting=TRANSDUCTIVE,
-                       head=f"W (C, D) trained from W_cde on the tuned image features; tuned model parameters: "
-                            f"{sorted(model_params) if model_params else 'none'}")
-        return MethodOutputs(probs, probs.argmax(1), head, TRANSDUCTIVE, metrics, model_params=model_params,
-                             model_setup=setup, head_features=feats_tuned, rounds=rounds)
+                       head=f"W (C, D) trained from W_cde on the tuned image features; {tuned.parameters_note()}")
+        return tuning_rounds.tuned_outputs(probs, tuned, metrics, rounds)
 
     return Method("nola", DESCRIPTION, run)

@@ -13,23 +13,49 @@ offline default gets MiniLM context vectors / the head BatchNorm's affine.
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from adapt.tuning import pseudolabels
-
-from adapt.tuning import loop as tuning
 from adapt.core.distributed import to_host
-from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.core.method import TRANSDUCTIVE, EmbedOptions, Method, MethodInputs, MethodOutputs
+from adapt.core.settings import check_choice, parse_method_args
+from adapt.tuning import loop as tuning
+from adapt.tuning import pseudolabels
+from adapt.tuning import rounds as tuning_rounds
 from adapt.tuning.prompted import PROMPTS, make_prompted
 
 DESCRIPTION = "Pseudolabel prompt tuning: FPL / IFPL / GRIP with textual, visual or multimodal prompts"
-SETTINGS = ("ul", "ssl")
+STRATEGIES = ("fpl", "ifpl", "grip")
+LABEL_SETTINGS = ("ul", "ssl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """method_args of pseudolabel; values and their meaning: configs/pseudolabel.py."""
+
+    strategy: str
+    prompt: str
+    setting: str
+    labels_per_class: int
+    rounds: int
+    fixed_k: int
+    epochs: int
+    warmup_epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    n_ctx: int
+    lora_rank: int
+    center: bool
+    augment: str
+    warm_start: bool
+
+    def __post_init__(self):
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("prompt", self.prompt, PROMPTS)
+        check_choice("setting", self.setting, LABEL_SETTINGS)
 
 
 def few_labels(config, labels: np.ndarray) -> np.ndarray | None:
@@ -51,15 +77,6 @@ def labelled_weight(n_pseudo: int, n_labelled: int, prompt: str) -> float:
     return float(np.sqrt(ratio)) if prompt == "multimodal" else float(ratio)
 
 
-def _check(args):
-    if args.strategy not in ("fpl", "ifpl", "grip"):
-        raise ValueError(f"method_args.strategy must be fpl, ifpl or grip, not {args.strategy!r}")
-    if args.prompt not in PROMPTS:
-        raise ValueError(f"method_args.prompt must be one of {PROMPTS}, not {args.prompt!r}")
-    if args.setting not in SETTINGS:
-        raise ValueError(f"method_args.setting must be one of {SETTINGS}, not {args.setting!r}")
-
-
 def zero_shot_probs(prompted, x: np.ndarray, weights: np.ndarray, scale: float) -> np.ndarray:
     """Round-0 probabilities: softmax(s cos(x [- mean], T)) over the frozen embeddings (n, C)."""
     if prompted.center is not None:
@@ -70,70 +87,79 @@ def zero_shot_probs(prompted, x: np.ndarray, weights: np.ndarray, scale: float) 
     return z / z.sum(1, keepdims=True)
 
 
+def pseudolabel_loss(prompted, augment: str):
+    """loss(params, batch, key): CE of s cos(f(x), T) against batch["y"], rows weighted by batch["w"]."""
+    def loss_fn(p, b, key):
+        logits = prompted.logits(p, b, key, augment)
+        loss, accuracy = tuning_rounds.masked_cross_entropy(logits, b["y"], b["mask"], weights=b["w"])
+        return loss, {"train_accuracy": accuracy}
+    return loss_fn
+
+
+def round_data(prompted, train_indices, train_labels, known, labels, known_weight: float) -> dict:
+    """Training rows of one round: the pseudo-labelled rows (weight 1), then the rows `known` (SSL)
+    with their `labels` and weight `known_weight`."""
+    idx = np.concatenate([train_indices, known])
+    data = {k: v[idx] for k, v in prompted.data.items()}
+    data["y"] = np.concatenate([train_labels, labels[known] if len(known) else []]).astype(np.int32)
+    data["w"] = np.concatenate([np.ones(len(train_indices)), np.full(len(known), known_weight)]).astype(np.float32)
+    return data
+
+
+def train_round(prompted, s: Settings, inputs: MethodInputs, params, probs, r: int, k: int, known,
+                checkpoints, n_rounds: int):
+    """Round r (0-based): select the clean per-class top-k of `probs`, fit, relabel the pool.
+    Returns (params, probs (n, C), the round's record)."""
+    sel = pseudolabels.per_class_topk(probs, k)
+    (tr_idx, tr_lab), (va_idx, _) = pseudolabels.split_train_val(sel.indices, sel.labels, k)
+    data = round_data(prompted, tr_idx, tr_lab, known, inputs.labels,
+                      labelled_weight(len(tr_idx), len(known), s.prompt))
+    if params is None or not s.warm_start:
+        params = prompted.init(inputs.seed)
+    steps = -(-len(data["y"]) // s.batch_size)
+    opt = tuning.sgd(s.lr or _default_lr(s.prompt), s.epochs, steps, warmup_epochs=s.warmup_epochs,
+                     weight_decay=s.weight_decay)
+    res = tuning_rounds.fit_round(pseudolabel_loss(prompted, s.augment), params, data, inputs,
+                                  name=f"round_{r:02d}", checkpoints=checkpoints, optimizer=opt,
+                                  epochs=s.epochs, batch_size=s.batch_size, key=jax.random.fold_in(inputs.key, r),
+                                  desc=f"{s.strategy} {s.prompt} round {r + 1}/{n_rounds} (K={k})")
+    probs = prompted.probs(res.params)
+    record = tuning_rounds.round_record(r + 1, k, sel.indices, sel.labels, probs.argmax(1), res.history,
+                                        resumed_epochs=res.resumed_from, counts=sel.counts.tolist(),
+                                        fallback=sel.fallback, n_train=len(tr_idx), n_val=len(va_idx))
+    return res.params, probs, record
+
+
 def make(config) -> Method:
-    args = config.method_args
-    _check(args)
-    fingerprint = hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
+    s = parse_method_args(Settings, config.method_args, "pseudolabel")
+    fingerprint = tuning_rounds.run_fingerprint(config)
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
         c = len(inputs.class_names)
-        prompted = make_prompted(inputs, args.prompt, n_ctx=int(args.n_ctx), center=bool(args.center),
-                                 lora_rank=int(args.lora_rank),
-                                 embed_kwargs=dict(batch_size=config.embed.batch_size,
-                                                   cache_root=config.embed.cache_dir or None),
+        embed = inputs.embed or EmbedOptions()
+        prompted = make_prompted(inputs, s.prompt, n_ctx=s.n_ctx, center=s.center, lora_rank=s.lora_rank,
+                                 embed_kwargs=dict(batch_size=embed.batch_size, cache_root=embed.cache_root),
                                  progress=inputs.progress)
-        ks = pseudolabels.schedule(args.strategy, n, c, int(args.rounds), int(args.fixed_k))
+        ks = pseudolabels.schedule(s.strategy, n, c, s.rounds, s.fixed_k)
         probs = zero_shot_probs(prompted, to_host(inputs.x)[:n], to_host(inputs.class_weights), prompted.scale)
         known = np.flatnonzero(inputs.labels >= 0) if inputs.labels is not None else np.zeros(0, np.int64)
-        ckpt_root = Path(inputs.workdir) / "checkpoints" / fingerprint if inputs.workdir else None
+        checkpoints = tuning_rounds.checkpoint_root(inputs.workdir, fingerprint)
         params, rounds = None, []
         for r, k in enumerate(ks):
-            sel = pseudolabels.per_class_topk(probs, k)
-            (tr_idx, tr_lab), (va_idx, va_lab) = pseudolabels.split_train_val(sel.indices, sel.labels, k)
-            w_l = labelled_weight(len(tr_idx), len(known), args.prompt)
-            idx = np.concatenate([tr_idx, known])
-            data = {k_: v[idx] for k_, v in prompted.data.items()}
-            data["y"] = np.concatenate([tr_lab, inputs.labels[known] if len(known) else []]).astype(np.int32)
-            data["w"] = np.concatenate([np.ones(len(tr_idx)), np.full(len(known), w_l)]).astype(np.float32)
-            if params is None or not args.warm_start:
-                params = prompted.init(int(config.seed))
-            steps = -(-len(idx) // int(args.batch_size))
-            opt = tuning.sgd(float(args.lr or _default_lr(args.prompt)), int(args.epochs), steps,
-                             warmup_epochs=int(args.warmup_epochs), weight_decay=float(args.weight_decay))
-
-            def loss_fn(p, b, key):
-                logits = prompted.logits(p, b, key, args.augment)
-                ce = optax.softmax_cross_entropy_with_integer_labels(logits, b["y"])
-                m = b["mask"].astype(ce.dtype)
-                loss = jnp.sum(ce * b["w"] * m) / jnp.maximum(m.sum(), 1.0)
-                acc = jnp.sum((logits.argmax(-1) == b["y"]) * m) / jnp.maximum(m.sum(), 1.0)
-                return loss, {"train_accuracy": acc}
-
-            res = tuning.fit(loss_fn, params, data, optimizer=opt, epochs=int(args.epochs),
-                             batch_size=int(args.batch_size), key=jax.random.fold_in(inputs.key, r),
-                             mesh=inputs.mesh, progress=inputs.progress,
-                             desc=f"{args.strategy} {args.prompt} round {r + 1}/{len(ks)} (K={k})",
-                             checkpoint_dir=ckpt_root / f"round_{r:02d}" if ckpt_root else None)
-            params = res.params
-            probs = prompted.probs(params)
-            rounds.append(dict(round=r + 1, k=k, pseudo_indices=sel.indices, pseudo_labels=sel.labels,
-                               counts=sel.counts.tolist(), fallback=sel.fallback, n_train=len(tr_idx),
-                               n_val=len(va_idx), predictions=probs.argmax(1), history=res.history,
-                               resumed_epochs=res.resumed_from))
-        head, model_params, setup = prompted.export(params)
-        feats = prompted.embed_all(params) if model_params else None
-        metrics = dict(strategy=args.strategy, prompt=args.prompt, paradigm=args.setting,
-                       trainable_parameters=tuning.n_params(params), epochs=int(args.epochs),
-                       batch_size=int(args.batch_size), n_labelled=int(len(known)),
+            params, probs, record = train_round(prompted, s, inputs, params, probs, r, k, known, checkpoints,
+                                                len(ks))
+            rounds.append(record)
+        tuned = tuning_rounds.export_tuned(prompted, params)
+        metrics = dict(strategy=s.strategy, prompt=s.prompt, paradigm=s.setting,
+                       trainable_parameters=tuning.n_params(params), epochs=s.epochs,
+                       batch_size=s.batch_size, n_labelled=int(len(known)),
                        per_round=[{k_: v for k_, v in rd.items() if k_ in ("round", "k", "counts", "fallback",
                                                                           "n_train", "n_val", "resumed_epochs")}
                                   | {"final_loss": rd["history"][-1]["loss"]} for rd in rounds],
                        predictions_setting=TRANSDUCTIVE,
-                       head=f"{args.prompt} prompts: class weights (C, D), tuned model parameters: "
-                            f"{sorted(model_params) if model_params else 'none'}")
-        return MethodOutputs(probs, probs.argmax(1), head, TRANSDUCTIVE, metrics, model_params=model_params,
-                             model_setup=setup, head_features=feats, rounds=rounds)
+                       head=f"{s.prompt} prompts: class weights (C, D), {tuned.parameters_note()}")
+        return tuning_rounds.tuned_outputs(probs, tuned, metrics, rounds)
 
     return Method("pseudolabel", DESCRIPTION, run, few_labels=lambda labels: few_labels(config, labels))
 

@@ -9,18 +9,31 @@ in that view by default (`method_args.head = "auto"`); `head = "cosine"` forces 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from adapt.core.distributed import to_host
 from adapt.core.method import INDUCTIVE, Head, Method, MethodInputs, MethodOutputs
+from adapt.core.settings import check_choice, parse_method_args
 
 DESCRIPTION = "zero-shot classifier from prompt-template ensembles and class descriptions"
+HEADS = ("auto", "cosine", "class_map")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """method_args of zero_shot; values and their meaning: configs/zero_shot.py."""
+
+    head: str
+
+    def __post_init__(self):
+        check_choice("head", self.head, HEADS)
 
 
 def make(config) -> Method:
-    head_kind = config.method_args.get("head", "auto")
-    if head_kind not in ("auto", "cosine", "class_map"):
-        raise ValueError(f"method_args.head must be auto, cosine or class_map, not {head_kind!r}")
+    s = parse_method_args(Settings, config.method_args, "zero_shot")
+    head_kind = s.head
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         texts = inputs.class_texts

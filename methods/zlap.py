@@ -18,6 +18,7 @@ The deployable head is the soft class means of the (centred) pool under the prop
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import NamedTuple
@@ -33,9 +34,31 @@ from adapt.graph import outputs as graph_outputs
 from adapt.core.distributed import to_host
 from adapt.graph.knn import blocked_knn
 from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
+from adapt.core.settings import check_at_least, check_choice, parse_method_args
 
 DESCRIPTION = "ZLaP: label propagation over a kNN graph of pool images and class nodes"
 log = logging.getLogger(__name__)
+SOLVERS = ("series", "cg")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """method_args of zlap; values and their meaning: configs/zlap.py."""
+
+    classifier: str
+    k: int
+    gamma: float
+    alpha: float
+    scale_sim: bool
+    tol: float
+    solver: str
+    center: bool
+    block: int
+
+    def __post_init__(self):
+        check_at_least("k", self.k, 2, " (the node itself counts as one neighbour)")
+        check_choice("solver", self.solver, SOLVERS)
+        check_choice("classifier", self.classifier, graph_outputs.PROTOTYPE_SOURCES)
 
 
 class ZlapGraph(NamedTuple):
@@ -164,27 +187,19 @@ def inductive_scores(state: ZlapState, x_new, sparse=False, mesh=None, block=102
 
 
 def make(config) -> Method:
-    args = config.method_args
-    k, gamma, alpha = int(args.k), float(args.gamma), float(args.alpha)
-    if k < 2:
-        raise ValueError("method_args.k must be >= 2 (the node itself counts as one neighbour)")
-    if args.solver not in ("series", "cg"):
-        raise ValueError(f"method_args.solver must be series or cg, not {args.solver!r}")
-    if args.classifier not in graph_outputs.PROTOTYPE_SOURCES:
-        raise ValueError(f"method_args.classifier must be one of {graph_outputs.PROTOTYPE_SOURCES}, "
-                         f"not {args.classifier!r}")
+    s = parse_method_args(Settings, config.method_args, "zlap")
+    k, gamma, alpha = s.k, s.gamma, s.alpha
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
         graph_outputs.require_graph_pool(n, "zlap")
-        centered = graph_outputs.centers_with(bool(args.center), args.classifier)
+        centered = graph_outputs.centers_with(s.center, s.classifier)
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
-        classifier = graph_outputs.class_prototypes(args.classifier, x, inputs.mask,
+        classifier = graph_outputs.class_prototypes(s.classifier, x, inputs.mask,
                                                     inputs.class_weights, inputs.logit_scale)
         state, g, info = transductive(x, inputs.mask, classifier, k=min(k, n), gamma=gamma,
-                                      alpha=alpha, tol=float(args.tol), solver=args.solver,
-                                      scale_sim=bool(args.scale_sim), mesh=inputs.mesh,
-                                      block=int(args.block))
+                                      alpha=alpha, tol=s.tol, solver=s.solver, scale_sim=s.scale_sim,
+                                      mesh=inputs.mesh, block=s.block)
         probs_dev = graph_outputs.row_normalize(state.z_image)
         probs = graph_outputs.host_rows(probs_dev, n)
         isolated = [int(c) for c in np.flatnonzero(to_host(g.class_degree) <= 0)]
@@ -194,13 +209,13 @@ def make(config) -> Method:
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
         iters = to_host(info["iterations"])
         metrics = {
-            "classifier": args.classifier,
+            "classifier": s.classifier,
             "graph": {"k": min(k, n), "gamma": gamma, "alpha": alpha, "centered": centered,
                       "image_edges": int(to_host(jnp.sum(g.images.w > 0))),
                       "class_edges": int(to_host(jnp.sum(g.classes > 0)))},
-            "solver": args.solver, "series_terms": info["terms"],
+            "solver": s.solver, "series_terms": info["terms"],
             "iterations": int(iters.max()), "residual_max_abs": float(info["residual"]),
-            "truncation_bound": alpha ** (info["terms"] + 1) / (1 - alpha) if args.solver == "series" else None,
+            "truncation_bound": alpha ** (info["terms"] + 1) / (1 - alpha) if s.solver == "series" else None,
             "isolated_classes": isolated,
             "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)",
         }

@@ -241,3 +241,54 @@ def test_few_labels_picks_k_per_class_and_nothing_in_ul():
     np.testing.assert_array_equal(few, few_labels(cfg, labels))  # seed 0: the same pick every run
     cfg.method_args.setting = "ul"
     assert few_labels(cfg, labels) is None
+
+
+# ---- the shared round machinery (adapt/tuning/rounds.py) ------------------------------------
+
+def test_masked_cross_entropy_against_numpy():
+    """Padding rows count nowhere; weights scale each row's CE; soft targets replace the labels in
+    the loss but the accuracy still compares the argmax with the labels."""
+    from adapt.tuning.rounds import masked_cross_entropy
+
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(5, 3)).astype(np.float32), np.array([0, 2, 1, 1, 0])
+    mask, w = np.array([True, True, True, True, False]), np.array([1.0, 2.0, 0.5, 1.0, 9.0], np.float32)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    nll = -logp[np.arange(5), y]
+    loss, acc = masked_cross_entropy(jnp.asarray(z), jnp.asarray(y), jnp.asarray(mask), weights=jnp.asarray(w))
+    assert float(loss) == pytest.approx((nll * w)[:4].sum() / 4, rel=1e-5)
+    assert float(acc) == pytest.approx((z.argmax(1) == y)[:4].mean())
+    soft = np.full((5, 3), 0.2, np.float32)
+    soft[np.arange(5), y] = 0.6
+    loss, acc2 = masked_cross_entropy(jnp.asarray(z), jnp.asarray(y), jnp.asarray(mask), targets=jnp.asarray(soft))
+    assert float(loss) == pytest.approx(-(soft * logp).sum(1)[:4].mean(), rel=1e-5) and float(acc2) == float(acc)
+    loss, _ = masked_cross_entropy(jnp.asarray(z), jnp.asarray(y), jnp.zeros(5, bool))
+    assert float(loss) == 0.0  # an all-padding batch: no division by zero
+
+
+def test_round_record_and_checkpoint_folders(tmp_path):
+    from adapt.tuning.rounds import checkpoint_root, fit_round, round_record
+
+    rec = round_record(2, 4, np.arange(3), np.zeros(3), np.ones(5), [{"loss": 1.0}], stage="tuned",
+                       resumed_epochs=0, counts=[3], n_train=3)
+    assert list(rec) == ["round", "stage", "k", "pseudo_indices", "pseudo_labels", "counts", "n_train",
+                         "predictions", "history", "resumed_epochs"]
+    assert list(round_record(1, 4, [], [], [], [])) == ["round", "k", "pseudo_indices", "pseudo_labels",
+                                                          "predictions", "history"]
+    assert checkpoint_root(None, "abc") is None
+    root = checkpoint_root(tmp_path, "abc")
+    assert root == tmp_path / "checkpoints" / "abc"
+
+    class Inputs:
+        mesh, progress = mesh_lib.make_mesh(1), False
+
+    def loss_fn(p, b, key):
+        return jnp.mean((b["x"] * p - 1.0) ** 2 * b["mask"]), {}
+
+    kw = dict(optimizer=optax.sgd(0.1), epochs=2, batch_size=4, key=jax.random.key(0), desc="toy")
+    data = {"x": np.ones(8, np.float32)}
+    res = fit_round(loss_fn, jnp.zeros(()), data, Inputs, name="round_00", checkpoints=root, **kw)
+    assert (root / "round_00").is_dir() and res.resumed_from == 0
+    assert fit_round(loss_fn, jnp.zeros(()), data, Inputs, name="round_00", checkpoints=root, **kw).resumed_from == 2
+    fit_round(loss_fn, jnp.zeros(()), data, Inputs, name="round_01", checkpoints=None, **kw)
+    assert sorted(p.name for p in root.iterdir()) == ["round_00"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from PIL import Image
@@ -178,9 +180,6 @@ def extract(model, pool: Pool, mesh, layers: tuple[int, ...], *, image_size: int
 
 def _bytes_per_image(model, layers, size: int) -> int:
     """Bytes of one image's patch maps, from an abstract evaluation (no compute)."""
-    import jax
-    import jax.numpy as jnp
-
     graphdef, state = nnx.split(model)
 
     def f(state, x):

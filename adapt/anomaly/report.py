@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adapt.anomaly.patches import square_image
 from adapt.output.report import printable
 
 LABEL_NAMES = {-1: "unknown", 0: "normal", 1: "anomalous"}
@@ -27,12 +28,11 @@ def write_scores(path: Path, ids, scores, raw, baseline, y) -> None:
 
 def plot_grid(path: Path, pool, kept, out, y, size: int, per_side: int = 8) -> list[str]:
     """The `per_side` most and least anomalous images with their maps overlaid (one colour scale)."""
+    # local: plotting only (matplotlib is slow to load), and Agg must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from adapt.anomaly.patches import square_image
+    import matplotlib.pyplot as plt  # after use("Agg"), see above
 
     order = np.argsort(-out.scores, kind="stable")
     k = min(per_side, len(order) // 2 or 1)
@@ -59,10 +59,11 @@ def plot_grid(path: Path, pool, kept, out, y, size: int, per_side: int = 8) -> l
 
 
 def plot_histogram(path: Path, scores, y) -> str:
+    # local: plotting only (matplotlib is slow to load), and Agg must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"), see above
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     bins = np.linspace(float(np.min(scores)), float(np.max(scores)), 31)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from adapt.core import mesh as mesh_lib
@@ -153,9 +154,6 @@ class Checkpoints:
     the last two are kept. Saves are synchronous, so a killed job loses at most the running epoch."""
 
     def __init__(self, directory):
-        import orbax.checkpoint as ocp
-
-        self.ocp = ocp
         self.manager = ocp.CheckpointManager(
             Path(directory).absolute(),
             options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False))
@@ -164,13 +162,13 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, params, opt_state, history: list[dict]) -> None:
-        a = self.ocp.args
+        a = ocp.args
         self.manager.save(step, args=a.Composite(state=a.StandardSave({"params": params, "opt": opt_state}),
                                                  history=a.JsonSave({"rows": history})))
         self.manager.wait_until_finished()
 
     def restore(self, params, opt_state):
-        a = self.ocp.args
+        a = ocp.args
         got = self.manager.restore(self.latest(), args=a.Composite(
             state=a.StandardRestore({"params": params, "opt": opt_state}), history=a.JsonRestore()))
         return got.state["params"], got.state["opt"], list(got.history["rows"])

@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from adapt.features.embed import embed_pool
+from adapt.models.efficientnet import BN_EPS
 
 PLACEHOLDER = "x"  # one wordpiece in MiniLM's vocabulary; replaced by the learned context
 
@@ -81,7 +82,6 @@ def pooled_features(model_bn_stats, params: HeadAffine, z: jax.Array, flip: jax.
 
 
 def bn_stats(model):
-    from adapt.models.efficientnet import BN_EPS
     bn = model.image.head_bn
     return jnp.asarray(bn.mean[...]), jnp.asarray(bn.var[...]), BN_EPS
 

@@ -21,10 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from adapt.tuning import augment as aug
 from adapt.core.distributed import to_host
 from adapt.core.method import Head
 from adapt.models.preprocess import to_pixels
+from adapt.tuning import augment as aug
+from adapt.tuning import offline_head
 
 PROMPTS = ("textual", "visual", "multimodal")
 
@@ -74,16 +75,14 @@ class Prompted:
 class OfflinePrompted(Prompted):
     def __init__(self, inputs, prompt, *, n_ctx=16, center=True, head_inputs=None, block_outputs=None,
                  lora_rank=0):
-        from adapt.tuning import offline_head as ot
-
         self.prompt, self.model, self.scale = prompt, inputs.model, float(inputs.logit_scale)
         n = int(to_host(inputs.mask).sum())
         x = to_host(inputs.x)[:n]
         self.center = jnp.asarray(x.mean(0)) if center else None
         self.fixed_weights = jnp.asarray(to_host(inputs.class_weights))
-        self.text = ot.ContextText(self.model, inputs.class_names, n_ctx) if prompt != "visual" else None
-        self.base = ot.head_affine(self.model)
-        self.stats = ot.bn_stats(self.model)
+        self.text = offline_head.ContextText(self.model, inputs.class_names, n_ctx) if prompt != "visual" else None
+        self.base = offline_head.head_affine(self.model)
+        self.stats = offline_head.bn_stats(self.model)
         self.data = {"z": head_inputs} if prompt != "textual" else {"emb": x}
         self.lora_rank = lora_rank if prompt != "textual" else 0
         if self.lora_rank:
@@ -108,26 +107,22 @@ class OfflinePrompted(Prompted):
         return type(self.base)(s0 * (1.0 + d.scale), self.base.bias + jnp.abs(s0) * d.bias)
 
     def embed(self, params, batch, key, augment="none"):
-        from adapt.tuning import offline_head as ot
-
         if "z" not in batch:
             return batch["emb"]
         flip = jax.random.bernoulli(key, shape=(batch["z"].shape[0],)) if augment != "none" else None
-        return ot.pooled_features(self.stats, self._affine(params), batch["z"], flip,
+        return offline_head.pooled_features(self.stats, self._affine(params), batch["z"], flip,
                                   params.get("lora"), batch.get("x"))
 
     def class_weights(self, params):
         return self.text.class_weights(params["ctx"]) if "ctx" in params else self.fixed_weights
 
     def export(self, params):
-        from adapt.tuning import offline_head as ot
-
         cw = np.asarray(self.class_weights(params))
         head = Head(cw, "embedding", None if self.center is None else np.asarray(self.center), True, self.scale)
         if "affine" not in params:
             return head, None, None
         a = self._affine(params)
-        ot.set_head_affine(self.model, a)
+        offline_head.set_head_affine(self.model, a)
         tuned = {"image/head_bn/scale": np.asarray(a.scale), "image/head_bn/bias": np.asarray(a.bias)}
         if "lora" in params:  # merged: x @ (W + A B) = z + x A B
             w = np.asarray(self.head_conv + params["lora"][0] @ params["lora"][1])
@@ -200,15 +195,14 @@ def make_prompted(inputs, prompt: str, *, n_ctx: int = 16, center: bool | None =
     if hasattr(model, "image") and hasattr(model.image, "head_bn"):
         head_inputs = None
         if prompt != "textual":
-            from adapt.tuning.offline_head import cache_head_inputs
-            head_inputs, kept = cache_head_inputs(model, inputs.pool, inputs.mesh, progress=progress,
-                                                  **(embed_kwargs or {}))
+            head_inputs, kept = offline_head.cache_head_inputs(model, inputs.pool, inputs.mesh,
+                                                               progress=progress, **(embed_kwargs or {}))
             if not np.array_equal(kept, inputs.kept):
                 raise RuntimeError("the head-input cache and the embedding cache kept different items")
         block_outputs = None
         if prompt != "textual" and lora_rank:
-            block_outputs, _ = cache_head_inputs(model, inputs.pool, inputs.mesh, what="block_output",
-                                                 progress=progress, **(embed_kwargs or {}))
+            block_outputs, _ = offline_head.cache_head_inputs(model, inputs.pool, inputs.mesh, what="block_output",
+                                                              progress=progress, **(embed_kwargs or {}))
         return OfflinePrompted(inputs, prompt, n_ctx=n_ctx, center=True if center is None else center,
                                head_inputs=head_inputs, block_outputs=block_outputs, lora_rank=lora_rank)
     if hasattr(model, "add_visual_prompts"):

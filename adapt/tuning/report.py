@@ -22,10 +22,11 @@ def score_rounds(rounds: list[dict], labels: np.ndarray) -> list[dict]:
 
 def plot_rounds(path, rounds: list[dict], scores: list[dict] | None) -> None:
     """Training loss per epoch (one line per round) and, when scored, accuracy vs round."""
+    # local: plotting only (matplotlib is slow to load), and Agg must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"), see above
 
     fig, axes = plt.subplots(1, 2 if scores else 1, figsize=(11 if scores else 6, 4), squeeze=False)
     ax = axes[0, 0]
