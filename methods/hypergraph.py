@@ -269,4 +269,4 @@ def make(config) -> Method:
                    "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)"}
         return MethodOutputs(probs, pred, head, TRANSDUCTIVE, metrics)
 
-    return Method("hypergraph", DESCRIPTION, run)
+    return Method("hypergraph", DESCRIPTION, run, settings=s)

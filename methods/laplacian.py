@@ -206,4 +206,4 @@ def make(config) -> Method:
         head = graph_outputs.soft_mean_head(x, y, inputs.mask, mean, inputs.logit_scale)
         return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)
 
-    return Method("laplacian", DESCRIPTION, run)
+    return Method("laplacian", DESCRIPTION, run, settings=s)

@@ -27,10 +27,12 @@ from jax import lax
 
 from adapt.anomaly import msm, patches
 from adapt.core import mesh as mesh_lib
+from adapt.core.settings import parse_method_args
 from adapt.core.method import ANOMALY, AnomalyInputs, AnomalyOutputs, Method, PoolTooSmall
 
 DESCRIPTION = "zero-shot anomaly scoring of the pool by mutual patch scoring (MuSc)"
 MIN_POOL = 5
+JOB_KEYS = ("save_maps", "plot_images", "normal_class", "rscin")  # read by the anomaly job or make()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +54,12 @@ class Settings:
     image_size: pixel-map size (0 = the model's input size).
     """
 
-    layers: tuple = ()
-    degrees: tuple = ()
+    layers: tuple[int, ...] = ()
+    degrees: tuple[int, ...] = ()
     frac: float = 0.3
     frac_min: float = 0.0
     rounding: str = "floor_min1"
-    k_list: tuple = (1, 2, 3)
+    k_list: tuple[int, ...] = (1, 2, 3)
     schedule: str = "auto"
     precision: str = "float32"
     block: int = 0
@@ -78,20 +80,13 @@ class Settings:
 
 
 def settings_from_config(config) -> Settings:
-    args = config.method_args
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(args.keys()) - fields - {"save_maps", "plot_images", "normal_class", "rscin"})
-    if unknown:
-        raise KeyError(f"unknown musc method_args {unknown}; known: {sorted(fields)}")
-    kw = {k: args[k] for k in fields if k in args}
-    if "frac" in kw and not kw["frac"]:
-        del kw["frac"]  # 0 = the model's default window, resolved by the job (adapt.anomaly.patches)
+    """method_args -> Settings; the job's own keys (JOB_KEYS) pass through unchecked here."""
+    args = dict(config.method_args.items())
+    if "frac" in args and not args["frac"]:
+        del args["frac"]  # 0 = the model's default window (adapt.anomaly.patches.default_window)
     if str(args.get("rscin", "auto")) == "off":
-        kw["k_list"] = ()
-    for k in ("layers", "degrees", "k_list"):
-        if k in kw:
-            kw[k] = tuple(int(v) for v in kw[k])
-    return Settings(**kw)
+        args["k_list"] = ()
+    return parse_method_args(Settings, args, "musc", job_keys=JOB_KEYS)
 
 
 @functools.partial(jax.jit, static_argnames="r")

@@ -182,4 +182,4 @@ def make(config) -> Method:
                        head=f"W (C, D) trained from W_cde on the tuned image features; {tuned.parameters_note()}")
         return tuning_rounds.tuned_outputs(probs, tuned, metrics, rounds)
 
-    return Method("nola", DESCRIPTION, run)
+    return Method("nola", DESCRIPTION, run, settings=s)

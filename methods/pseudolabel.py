@@ -161,7 +161,7 @@ def make(config) -> Method:
                        head=f"{s.prompt} prompts: class weights (C, D), {tuned.parameters_note()}")
         return tuning_rounds.tuned_outputs(probs, tuned, metrics, rounds)
 
-    return Method("pseudolabel", DESCRIPTION, run, few_labels=lambda labels: few_labels(config, labels))
+    return Method("pseudolabel", DESCRIPTION, run, settings=s, few_labels=lambda labels: few_labels(config, labels))
 
 
 def _default_lr(prompt: str) -> float:

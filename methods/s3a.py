@@ -25,6 +25,7 @@ from adapt.core import mesh as mesh_lib
 from adapt.core.distributed import to_host
 from adapt.core.method import (REALISTIC, TRANSDUCTIVE, Head, Method, MethodInputs, MethodOutputs,
                                RealisticInputs, RealisticOutputs)
+from adapt.core.settings import parse_method_args
 from adapt.realistic import phrases as phrases_lib
 from adapt.realistic.cvpr import Cvpr, Settings, cvpr, recompute_structural, top_voted  # noqa: F401
 from adapt.realistic.self_learning import self_learn
@@ -50,23 +51,13 @@ class SelfLearning:
 
 
 def settings_from_config(config) -> Settings:
-    a = config.method_args
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(a.keys()) - fields)
-    if unknown:
-        raise ValueError(f"unknown s3a method_args {unknown}; known: {sorted(fields)}")
-    kw = {f: a[f] for f in fields if f in a}
-    k = str(kw.get("k", "estimate")).strip().lower()
+    """method_args -> CVPR's Settings (`k`: "estimate" or a positive integer)."""
+    args = dict(config.method_args.items())
+    k = str(args.get("k", "estimate")).strip().lower()
     if k not in ("estimate", "") and not k.isdigit():
-        raise ValueError(f"method_args.k must be 'estimate' or a positive integer, not {a['k']!r}")
-    kw["k"] = int(k) if k.isdigit() else None
-    kw["phrase_templates"] = tuple(kw.get("phrase_templates", Settings.phrase_templates))
-    for t in kw["phrase_templates"]:
-        if "{concept}" not in t or "{phrase}" not in t:
-            raise ValueError(f"phrase template {t!r} needs both {{concept}} and {{phrase}}")
-    if kw.get("rounds", 1) < 1 or (kw["k"] is not None and kw["k"] < 1):
-        raise ValueError("method_args.rounds and method_args.k must be >= 1")
-    return Settings(**kw)
+        raise ValueError(f"method_args.k must be 'estimate' or a positive integer, not {args['k']!r}")
+    args["k"] = int(k) if k.isdigit() else None
+    return parse_method_args(Settings, args, "s3a")
 
 
 def self_learning_from_config(config) -> SelfLearning | None:
@@ -74,12 +65,8 @@ def self_learning_from_config(config) -> SelfLearning | None:
     block = config.get("self_learning")
     if not block:
         return None
-    known = {f.name for f in dataclasses.fields(SelfLearning)}
-    unknown = sorted(set(block.keys()) - known)
-    if unknown:
-        raise ValueError(f"unknown s3a self_learning keys {unknown}; known: {sorted(known)}")
-    sl = SelfLearning(**dict(block))
-    return sl if int(sl.epochs) > 0 else None
+    sl = parse_method_args(SelfLearning, block, "s3a self_learning")
+    return sl if sl.epochs > 0 else None
 
 
 def closed_setting(inputs: MethodInputs, s: Settings) -> MethodOutputs:

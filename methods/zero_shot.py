@@ -50,4 +50,4 @@ def make(config) -> Method:
         metrics = {"head": "class_map:" + texts.view if use_map else "cosine"}
         return MethodOutputs(probs, probs.argmax(1), head, INDUCTIVE, metrics)
 
-    return Method("zero_shot", DESCRIPTION, run)
+    return Method("zero_shot", DESCRIPTION, run, settings=s)

@@ -221,4 +221,4 @@ def make(config) -> Method:
         }
         return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)
 
-    return Method("zlap", DESCRIPTION, run)
+    return Method("zlap", DESCRIPTION, run, settings=s)

@@ -44,11 +44,18 @@ class Settings:
     tol: float = 1e-4
     rounds: int = 3
     phrases: str = phrases_lib.GLOSSES  # glosses | none | a phrase file
-    phrase_templates: tuple = phrases_lib.DEFAULT_TEMPLATES
+    phrase_templates: tuple[str, ...] = phrases_lib.DEFAULT_TEMPLATES
     candidates: int = 3  # top voted words per cluster in the prompt step
     top_phrases: int = 3  # an image's hits: its top-n phrase entries
     block: int = 1024
     shrink: bool = False  # Hungarian on voted columns only (large vocabularies)
+
+    def __post_init__(self):
+        for t in self.phrase_templates:
+            if "{concept}" not in t or "{phrase}" not in t:
+                raise ValueError(f"phrase template {t!r} needs both {{concept}} and {{phrase}}")
+        if self.rounds < 1 or (self.k is not None and self.k < 1):
+            raise ValueError("method_args.rounds and method_args.k must be >= 1")
 
 
 class Cvpr(NamedTuple):
