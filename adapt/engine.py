@@ -58,16 +58,10 @@ def zero_shot_baselines(x, mask, texts, views, scale, n) -> dict[str, np.ndarray
 def classify(config, method: Method, workdir, progress: bool = True) -> dict:
     """The classification job of `method` (classes known): embeds pool and classes, runs it."""
     timer = Timer()
-    with timer.stage("setup"):  # everything that can fail on bad input, before any compute
-        workdir = outputs.check_writable(workdir)
-        embed = setup.embed_options(config)
-        pool = setup.open_job_pool(config)
-        classes = resolve_classes(pool, names=list(config.classes.names) or None,
-                                  names_file=config.classes.file or None,
-                                  descriptions_file=config.classes.descriptions or None)
-        mesh = setup.job_mesh(config)
-    with timer.stage("load_model"):
-        model = setup.load_job_model(config)
+    workdir = outputs.check_writable(workdir)
+    embed, pool, mesh, model, classes = setup.start_job(config, timer, check=lambda pool: resolve_classes(
+        pool, names=list(config.classes.names) or None, names_file=config.classes.file or None,
+        descriptions_file=config.classes.descriptions or None))
     with timer.stage("embed"):
         rows = setup.embed_job_pool(model, pool, mesh, embed, progress)
     with timer.stage("embed_classes"):

@@ -61,19 +61,17 @@ def pool_masks(pool, kept: np.ndarray, size: int) -> np.ndarray | None:
     return np.stack(out)
 
 
+def _check_pool_size(pool) -> None:
+    if len(pool) < MIN_POOL:
+        raise PoolTooSmall(f"the pool has {len(pool)} images; mutual scoring needs at least {MIN_POOL}")
+
+
 def run(config, method: Method, workdir, progress: bool = True) -> dict:
     """Runs an anomaly-scoring job and writes scores.csv, metrics.json, report.md and plots."""
     workdir = outputs.check_writable(workdir)  # before any compute
     timer = Timer()
     args = config.method_args
-    with timer.stage("setup"):
-        embed = setup.embed_options(config)
-        pool = setup.open_job_pool(config)
-        if len(pool) < MIN_POOL:
-            raise PoolTooSmall(f"the pool has {len(pool)} images; mutual scoring needs at least {MIN_POOL}")
-        mesh = setup.job_mesh(config)
-    with timer.stage("load_model"):
-        model = setup.load_job_model(config)
+    embed, pool, mesh, model, _ = setup.start_job(config, timer, check=_check_pool_size)
     with timer.stage("method"):
         out = method.run(AnomalyInputs(model, pool, mesh, embed, progress, int(config.seed)))
     skipped = list(getattr(pool, "prescan_skipped", [])) + list(out.skipped)

@@ -6,7 +6,7 @@ sharded along `pool`; on many processes each process embeds its own slice (`embe
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -31,6 +31,30 @@ class PoolRows(NamedTuple):
     x: jax.Array
     mask: jax.Array
     views: dict[str, Any]
+
+
+class JobStart(NamedTuple):
+    """What every job starts from: embedding options, the pool, the mesh, the frozen model, and
+    whatever the job's own `check(pool)` returned (e.g. its classes)."""
+
+    embed: EmbedOptions
+    pool: Any
+    mesh: Any
+    model: Any
+    checked: Any
+
+
+def start_job(config, timer, check: Callable[[Any], Any] = lambda pool: None) -> JobStart:
+    """The stages every job begins with, timed: "setup" (options, pool, `check(pool)`, mesh: all that
+    can fail on bad input, before any compute) then "load_model"."""
+    with timer.stage("setup"):
+        embed = embed_options(config)
+        pool = open_job_pool(config)
+        checked = check(pool)
+        mesh = job_mesh(config)
+    with timer.stage("load_model"):
+        model = load_job_model(config)
+    return JobStart(embed, pool, mesh, model, checked)
 
 
 def open_job_pool(config):

@@ -52,14 +52,8 @@ def run(config, method: Method, workdir, progress: bool = True) -> dict:
     """Runs the realistic-setting job of `method` and writes its outputs into `workdir`."""
     workdir = outputs.check_writable(workdir)  # before any compute
     timer = Timer()
-    with timer.stage("setup"):
-        embed = setup.embed_options(config)
-        pool = setup.open_job_pool(config)
-        classes = _classes(config, pool)
-        vocab = load_vocabulary(config.vocabulary.file)
-        mesh = setup.job_mesh(config)
-    with timer.stage("load_model"):
-        model = setup.load_job_model(config)
+    embed, pool, mesh, model, (classes, vocab) = setup.start_job(
+        config, timer, check=lambda pool: (_classes(config, pool), load_vocabulary(config.vocabulary.file)))
     with timer.stage("embed"):
         rows = setup.embed_job_pool(model, pool, mesh, embed, progress)
     with timer.stage("embed_vocabulary"):
