@@ -12,19 +12,24 @@ import numpy as np
 
 from adapt import registry
 from adapt.anomaly import job as anomaly_job
-from adapt.core import distributed
+from adapt.core import distributed, ops
 from adapt.core import mesh as mesh_lib
-from adapt.core import ops
 from adapt.core.config import reproduce_command
 from adapt.core.job import Timer
-from adapt.core.method import ANOMALY, CLASSIFY, REALISTIC, Method, MethodInputs, MethodOutputs
+from adapt.core.method import (
+    ANOMALY,
+    CLASSIFY,
+    REALISTIC,
+    Method,
+    MethodInputs,
+    MethodOutputs,
+)
 from adapt.data import resolve_classes
 from adapt.features import setup
 from adapt.features.text import encode_classes
 from adapt.models import model_source
-from adapt.output import artifact
+from adapt.output import artifact, report
 from adapt.output import html as report_html
-from adapt.output import report
 from adapt.output import staging as outputs
 from adapt.realistic import job as realistic_job
 from adapt.tuning import report as tuning_report

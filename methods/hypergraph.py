@@ -26,18 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adapt.graph import sparse as graph
-
-from adapt.graph import cca as graph_cca
-
-from adapt.graph import hyper as graph_hyper
-
-from adapt.graph import outputs as graph_outputs
 from adapt.core import mesh as mesh_lib
 from adapt.core.distributed import to_host
-from adapt.graph.knn import blocked_knn
 from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 from adapt.core.settings import check_at_least, check_choice, parse_method_args
+from adapt.graph import cca as graph_cca
+from adapt.graph import hyper as graph_hyper
+from adapt.graph import outputs as graph_outputs
+from adapt.graph import sparse as graph
+from adapt.graph.knn import blocked_knn
 
 DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (one propagation)"
 HYPER_SHARE = 0.75  # W = 0.25 cW + 0.75 S_hyp
@@ -125,43 +122,6 @@ def view_kernel_lists(x, node_mask, median, k, k_proto, start, c, mesh, block):
     return graph_hyper.kept_lists(val[:, 1:], ids[:, 1:], pval[:c, 1:], pids[:c, 1:], node_mask, start, c)
 
 
-def _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, n):
-    """u -> S u with W = (1 - share) sum_i coef_i (K_i + K_i^T)/2 + share S_hyp and
-    S = D^-1/2 W D^-1/2 (D = W 1, self-loops of S_hyp included)."""
-    view_edges = graph_hyper.stack([graph_hyper.to_edges(v) for v in view_lists])
-    pair_edges = graph_hyper.stack([graph_hyper.to_edges(p) for p in pair_lists])
-    delta = jnp.stack(delta)
-    inv_dv = graph.inv_sqrt_degree(d_v)
-
-    def apply_w(u):
-        cw = jax.vmap(lambda e, c: c * graph_hyper.apply_sym(e, u))(view_edges, view_coef).sum(0)
-        return (1.0 - hyper_share) * cw + hyper_share * graph_hyper.apply_hypergraph(pair_edges, delta, u, inv_dv)
-
-    inv_d = graph.inv_sqrt_degree(apply_w(jnp.ones((n, 1)))[:, 0])
-    return lambda u: inv_d[:, None] * apply_w(inv_d[:, None] * u)
-
-
-@functools.partial(jax.jit, static_argnames=("terms",))
-def propagate(view_lists, view_coef, pair_lists, delta, d_v, b, alpha, hyper_share, *, terms):
-    """Z = sum_t alpha^t S^t B (lists of KeptLists per view and per view pair, delta a list of
-    (N'p,), d_v (N'p,) summed over the pairs). Returns (Z_T, max |Z_T - B - alpha S Z_T|), the
-    residual read off one more series step."""
-    apply_s = _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, b.shape[0])
-
-    def step(_, carry):
-        return carry[1], b + alpha * apply_s(carry[1])
-
-    z_t, z_next = jax.lax.fori_loop(0, terms + 1, step, (b, b))
-    return z_t, jnp.max(jnp.abs(z_next - z_t))
-
-
-@jax.jit
-def spectral_radius(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, v0):
-    """Power-iteration estimate of rho(S), for W that may hold negative entries (official_delta)."""
-    apply_s = _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, v0.shape[0])
-    return graph.power_iteration(apply_s, v0, iters=100)
-
-
 def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top=500,
             cca_floor=1e-4, priors=None, hyper_share=HYPER_SHARE, official_delta=False, block=1024,
             median_exact_limit=2000, median_samples=200_000, seed=0, propagations=1):
@@ -196,14 +156,14 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
     operator = (view_lists, prior * pg, [p[0] for p in pairs], [p[1] for p in pairs], sum(p[2] for p in pairs))
     if official_delta:  # negative hyperedge weights can make W indefinite: check the series converges
         v0 = jax.random.uniform(jax.random.key(seed), (b.shape[0], 1)) * node_mask[:, None]
-        rho = float(spectral_radius(*operator, hyper_share, v0))
+        rho = float(graph_hyper.spectral_radius(*operator, hyper_share, v0))
         info["spectral_radius"] = rho
         if alpha * rho >= 1.0:
             raise ValueError(f"alpha * rho(S) = {alpha * rho:.3f} >= 1: the series diverges "
                              "(official_delta gives negative hyperedge weights); use official_delta=False")
     z = b
     for _ in range(int(propagations)):  # F <- (1 - alpha)(I - alpha S)^-1 F, linear in the sources
-        z, residual = propagate(*operator, z, alpha, hyper_share, terms=terms)
+        z, residual = graph_hyper.propagate(*operator, z, alpha, hyper_share, terms=terms)
         z = (1.0 - alpha) * z
     z_pool = z[:start]
     f = 2.0 * z_pool - z_pool.sum(1, keepdims=True)

@@ -31,17 +31,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from adapt.graph import sparse as graph
-
-from adapt.graph import bound as graph_bound
-
-from adapt.graph import outputs as graph_outputs
-
-from adapt.graph import slk as graph_slk
-from adapt.graph.knn import blocked_knn, euclidean_knn
-from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 from adapt.core.distributed import to_host
+from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 from adapt.core.settings import check_at_least, check_choice, parse_method_args
+from adapt.graph import bound as graph_bound
+from adapt.graph import outputs as graph_outputs
+from adapt.graph import slk as graph_slk
+from adapt.graph import sparse as graph
+from adapt.graph.knn import blocked_knn, euclidean_knn
 
 DESCRIPTION = "LaplacianShot / SLK: Laplacian-regularised assignment to text or pool prototypes"
 RECTIFY_TEMPERATURE = 10.0

@@ -28,13 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from adapt.graph import sparse as graph
-
-from adapt.graph import outputs as graph_outputs
 from adapt.core.distributed import to_host
-from adapt.graph.knn import blocked_knn
 from adapt.core.method import TRANSDUCTIVE, Method, MethodInputs, MethodOutputs
 from adapt.core.settings import check_at_least, check_choice, parse_method_args
+from adapt.graph import outputs as graph_outputs
+from adapt.graph import sparse as graph
+from adapt.graph.knn import blocked_knn
 
 DESCRIPTION = "ZLaP: label propagation over a kNN graph of pool images and class nodes"
 log = logging.getLogger(__name__)

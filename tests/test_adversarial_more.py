@@ -123,8 +123,8 @@ def test_concurrent_saves_to_one_path_end_with_one_whole_artifact(tmp_path):
 
 
 def test_the_artifact_folder_follows_the_umask_not_0700(tmp_path):
-    from adapt.output import artifact
     from adapt.core.method import Head
+    from adapt.output import artifact
     from tests.fake_model import FakeModel
 
     old = os.umask(0o022)

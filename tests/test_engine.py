@@ -11,8 +11,8 @@ from PIL import Image
 
 from adapt import cli
 from adapt.core.config import apply_overrides, load_config, reproduce_command
-from adapt.registry import make_method
 from adapt.output.artifact import load
+from adapt.registry import make_method
 from tests.clip_fixtures import write_tiny_clip
 
 CLASSES = ["red_square", "green-disc", "blue bar"]

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from adapt.graph import cca as graph_cca
-
-from adapt.graph import hyper as graph_hyper
 from adapt.core import mesh as mesh_lib
 from adapt.core.config import load_config
 from adapt.core.method import MethodInputs
 from adapt.features.text import ClassTexts
+from adapt.graph import cca as graph_cca
+from adapt.graph import hyper as graph_hyper
 from methods import hypergraph
 from tests import reference_graph as graph_ref
 from tests import reference_hypergraph as ref

@@ -7,9 +7,9 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
-from adapt.realistic import cluster_count
 from adapt.core import mesh as mesh_lib
 from adapt.core.distributed import to_host
+from adapt.realistic import cluster_count
 from adapt.realistic.kmeans import KMeansResult, kmeans, kmeans_plus_plus
 
 

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adapt.graph import sparse as graph
 from adapt.core import mesh as mesh_lib
+from adapt.graph import sparse as graph
 from adapt.graph.knn import NO_NEIGHBOUR, blocked_knn, euclidean_knn
 from tests.reference_graph import knn_reference
 
@@ -54,7 +54,7 @@ def test_euclidean_knn_on_rows_that_are_not_unit_norm():
 
 
 def test_knn_temporary_memory_grows_linearly_in_n():
-    from adapt.graph.knn import _stream_jit, _knn_init, _knn_tile
+    from adapt.graph.knn import _knn_init, _knn_tile, _stream_jit
 
     mesh = mesh_lib.make_mesh(1)
 

@@ -5,16 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adapt.graph import sparse as graph
-
-from adapt.graph import bound as graph_bound
-
-from adapt.graph import slk as graph_slk
 from adapt.core import mesh as mesh_lib
-from adapt.core.mesh import pool_sum
 from adapt.core.config import load_config
+from adapt.core.mesh import pool_sum
 from adapt.core.method import MethodInputs
 from adapt.features.text import ClassTexts
+from adapt.graph import bound as graph_bound
+from adapt.graph import slk as graph_slk
+from adapt.graph import sparse as graph
 from methods import laplacian
 from tests import reference_graph as ref
 

@@ -9,10 +9,10 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from adapt.core import mesh as mesh_lib
 from adapt.anomaly import msm
-from adapt.core.method import PoolTooSmall
 from adapt.anomaly.metrics import aupro, image_auroc, knn_baseline
+from adapt.core import mesh as mesh_lib
+from adapt.core.method import PoolTooSmall
 from adapt.models.base import Preprocess
 from methods import musc
 from tests import reference_musc as ref

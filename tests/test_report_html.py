@@ -12,9 +12,8 @@ import pytest
 from PIL import Image
 
 from adapt import cli
-
-from adapt.output import html as report_html
 from adapt.data import ArrayPool
+from adapt.output import html as report_html
 from tests.clip_fixtures import write_tiny_clip
 
 # Folder names with HTML in them: the report must show them as text, never as markup.

@@ -13,9 +13,9 @@ from PIL import Image
 
 from adapt import cli
 from adapt.core import mesh as mesh_lib
+from adapt.core.method import MethodInputs
 from adapt.realistic import metrics as rm
 from adapt.realistic import vote_realign as vr
-from adapt.core.method import MethodInputs
 from adapt.realistic.phrases import PhraseEntries
 from adapt.vocab.vocabulary import Entry, Vocabulary, match_class_names
 from methods import s3a

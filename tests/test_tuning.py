@@ -9,12 +9,9 @@ import optax
 import pytest
 from flax import nnx
 
-from adapt.tuning import augment
-
-from adapt.tuning import pseudolabels
-
-from adapt.tuning import loop as tuning
 from adapt.core import mesh as mesh_lib
+from adapt.tuning import augment, pseudolabels
+from adapt.tuning import loop as tuning
 from methods.pseudolabel import labelled_weight
 from tests.clip_fixtures import TINY_TEXT, TINY_VISION, write_clip
 

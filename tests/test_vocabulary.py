@@ -8,15 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapt.realistic import phrases
-
-from adapt.realistic import phrases_llm
-
-from adapt.realistic import vocab_classifier
-
+from adapt.realistic import phrases, phrases_llm, vocab_classifier
 from adapt.vocab import wordnet
-from adapt.vocab.vocabulary import (Entry, Vocabulary, VocabularyError, builtin_vocabulary,
-                              match_class_names, read_vocabulary, write_jsonl)
+from adapt.vocab.vocabulary import (
+    Entry,
+    Vocabulary,
+    VocabularyError,
+    builtin_vocabulary,
+    match_class_names,
+    read_vocabulary,
+    write_jsonl,
+)
 from tests.fake_model import FakeModel
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

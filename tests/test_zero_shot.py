@@ -59,10 +59,11 @@ def test_uniform_pooling_is_the_cupl_default():
 
 
 def _zero_shot_predictions(x, names, n_devices):
-    from methods import zero_shot
+    import jax
+
     from adapt.core.config import load_config
     from adapt.core.method import MethodInputs
-    import jax
+    from methods import zero_shot
 
     m = FakeModel()
     texts = encode_classes(m, names, TEMPLATES)

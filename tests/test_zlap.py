@@ -4,11 +4,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adapt.graph import sparse as graph
 from adapt.core import mesh as mesh_lib
 from adapt.core.config import load_config
 from adapt.core.method import MethodInputs
 from adapt.features.text import ClassTexts
+from adapt.graph import sparse as graph
 from methods import zlap
 from tests import reference_graph as ref
 

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 
 from adapt.core import mesh as mesh_lib
 
-
 CENTRED_FLOOR = 1e-5  # |x - mu| below this (unit rows) is rounding of the mean, not a direction
 pool_sum = mesh_lib.pool_sum  # the device-count-free sum over pool rows
 

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from adapt.graph import sparse as graph
 from adapt.core.mesh import pool_sum
+from adapt.graph import sparse as graph
 
 
 class BoundResult(NamedTuple):

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from adapt.graph import sparse
 from adapt.graph.knn import NO_NEIGHBOUR, merge_top_k, tile_stream
 
 
@@ -191,3 +192,40 @@ def apply_hypergraph(edges: Edges, delta, u, inv_sqrt_dv):
     v = inv_sqrt_dv[:, None] * u
     per_pair = jax.vmap(lambda e, d: apply_sym(e, d[:, None] * apply_sym(e, v)))(edges, delta)
     return inv_sqrt_dv[:, None] * per_pair.sum(0)
+
+
+def _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, n):
+    """u -> S u with W = (1 - share) sum_i coef_i (K_i + K_i^T)/2 + share S_hyp and
+    S = D^-1/2 W D^-1/2 (D = W 1, self-loops of S_hyp included)."""
+    view_edges = stack([to_edges(v) for v in view_lists])
+    pair_edges = stack([to_edges(p) for p in pair_lists])
+    delta = jnp.stack(delta)
+    inv_dv = sparse.inv_sqrt_degree(d_v)
+
+    def apply_w(u):
+        cw = jax.vmap(lambda e, c: c * apply_sym(e, u))(view_edges, view_coef).sum(0)
+        return (1.0 - hyper_share) * cw + hyper_share * apply_hypergraph(pair_edges, delta, u, inv_dv)
+
+    inv_d = sparse.inv_sqrt_degree(apply_w(jnp.ones((n, 1)))[:, 0])
+    return lambda u: inv_d[:, None] * apply_w(inv_d[:, None] * u)
+
+
+@functools.partial(jax.jit, static_argnames=("terms",))
+def propagate(view_lists, view_coef, pair_lists, delta, d_v, b, alpha, hyper_share, *, terms):
+    """Z = sum_t alpha^t S^t B (lists of KeptLists per view and per view pair, delta a list of
+    (N'p,), d_v (N'p,) summed over the pairs). Returns (Z_T, max |Z_T - B - alpha S Z_T|), the
+    residual read off one more series step."""
+    apply_s = _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, b.shape[0])
+
+    def step(_, carry):
+        return carry[1], b + alpha * apply_s(carry[1])
+
+    z_t, z_next = jax.lax.fori_loop(0, terms + 1, step, (b, b))
+    return z_t, jnp.max(jnp.abs(z_next - z_t))
+
+
+@jax.jit
+def spectral_radius(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, v0):
+    """Power-iteration estimate of rho(S), for W that may hold negative entries (official_delta)."""
+    apply_s = _normalized_operator(view_lists, view_coef, pair_lists, delta, d_v, hyper_share, v0.shape[0])
+    return sparse.power_iteration(apply_s, v0, iters=100)

@@ -18,9 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from adapt.core import ops
-from adapt.core.method import Head
 from adapt.core.distributed import to_host
-
+from adapt.core.method import Head
 
 MIN_GRAPH_POOL = 2  # a kNN graph needs at least one neighbour per image
 

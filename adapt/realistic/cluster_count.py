@@ -25,8 +25,8 @@ import numpy as np
 
 from adapt.core import mesh as mesh_lib
 from adapt.core.distributed import to_host
-from adapt.realistic.kmeans import kmeans
 from adapt.graph.knn import tile_stream
+from adapt.realistic.kmeans import kmeans
 
 
 def _init(static, rows, dtype):

@@ -29,11 +29,14 @@ from adapt.data import resolve_classes
 from adapt.features import setup
 from adapt.features.embed import default_cache_root
 from adapt.models import model_source
-from adapt.output import artifact
+from adapt.output import artifact, report
 from adapt.output import html_jobs as report_html_jobs
-from adapt.output import report
 from adapt.output import staging as outputs
-from adapt.realistic.metrics import cluster_accuracy, realistic_metrics, sentence_embedder
+from adapt.realistic.metrics import (
+    cluster_accuracy,
+    realistic_metrics,
+    sentence_embedder,
+)
 from adapt.realistic.report import write_predictions, write_report
 from adapt.realistic.vocab_classifier import encode_vocabulary
 from adapt.realistic.vote_realign import vocabulary_argmax

@@ -31,8 +31,8 @@ import json
 import os
 from pathlib import Path
 
-from adapt.vocab import wordnet
 from adapt.data.classes import normalise
+from adapt.vocab import wordnet
 
 BUILTIN = "wordnet"
 FIELDS = ("name", "synset", "definition", "synonyms")

@@ -47,8 +47,8 @@ def run_ours(method, x, t, k):
     import jax
     import jax.numpy as jnp
 
-    from adapt.graph import bound as graph_bound
     from adapt.core import mesh as mesh_lib
+    from adapt.graph import bound as graph_bound
     from methods import hypergraph, laplacian, zlap
 
     mesh = mesh_lib.make_mesh(1)

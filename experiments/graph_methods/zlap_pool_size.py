@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from adapt.data.presets import FASHION_MNIST_CLASSES
-from adapt.models.offline import load_offline_default
 from adapt.features.text import encode_classes
+from adapt.models.offline import load_offline_default
 from methods.zlap import transductive
 
 

@@ -23,8 +23,8 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from adapt.core import mesh as mesh_lib  # noqa: E402
 from adapt.anomaly import msm  # noqa: E402
+from adapt.core import mesh as mesh_lib  # noqa: E402
 from tests import reference_musc as ref  # noqa: E402
 
 

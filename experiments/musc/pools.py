@@ -51,7 +51,6 @@ def evaluate_pool(kind, seed, model, mesh, cache, bf16: bool, split: str = "test
     import jax.numpy as jnp
 
     from adapt.anomaly import job as anomaly
-
     from adapt.anomaly import patches
     from adapt.anomaly.metrics import image_auroc, knn_baseline
     from methods import musc

@@ -63,7 +63,6 @@ def evaluate_pool(cls, ratio, seed, split, strides, model, mesh, degrees=(1, 3, 
     import jax.numpy as jnp
 
     from adapt.anomaly import job as anomaly
-
     from adapt.anomaly import patches
     from adapt.anomaly.metrics import image_auroc, knn_baseline
     from adapt.data.defects import defect_pool

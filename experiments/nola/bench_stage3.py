@@ -21,18 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from adapt.tuning import labeller
-
-from adapt.tuning import loop as tuning
 from adapt.core import mesh as mesh_lib
+from adapt.core.method import MethodInputs
 from adapt.data import open_pool
 from adapt.features.embed import embed_pool
-from adapt.core.method import MethodInputs
-from adapt.models.offline import load_offline_default
-from adapt.models.preprocess import to_pixels
-from adapt.tuning.prompted import make_prompted
 from adapt.features.second_tower import load_second_tower, tower_features
 from adapt.features.text import encode_classes
+from adapt.models.offline import load_offline_default
+from adapt.models.preprocess import to_pixels
+from adapt.tuning import labeller
+from adapt.tuning import loop as tuning
+from adapt.tuning.prompted import make_prompted
 from configs.nola import get_config
 from methods.nola import adamw, cde_probs, stage3_loss
 

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from adapt.output import html as report_html
 from adapt.data import ArrayPool
+from adapt.output import html as report_html
 
 
 def main() -> None:

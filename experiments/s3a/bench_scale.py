@@ -44,8 +44,8 @@ def synthetic(n, d, v, clusters, seed=0):
 
 
 def text_cost(v: int) -> dict:
-    from adapt.models import load_model
     from adapt.features.text import encode_classes
+    from adapt.models import load_model
     from adapt.vocab.vocabulary import builtin_vocabulary
 
     t0 = time.perf_counter()
