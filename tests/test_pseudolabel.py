@@ -44,7 +44,7 @@ def test_offline_textual_wiring_reproduces_the_template(offline):
 
 def test_offline_visual_wiring_reproduces_the_frozen_embedding(offline):
     """Zero affine deltas = the frozen model: pooled cached head pre-activations equal encode_images."""
-    from adapt.models import offline_tuning as ot
+    from adapt.tuning import offline_head as ot
 
     px = jnp.asarray(np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32))
     z = offline.image.head_preactivation(px)

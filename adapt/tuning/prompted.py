@@ -74,7 +74,7 @@ class Prompted:
 class OfflinePrompted(Prompted):
     def __init__(self, inputs, prompt, *, n_ctx=16, center=True, head_inputs=None, block_outputs=None,
                  lora_rank=0):
-        from adapt.models import offline_tuning as ot
+        from adapt.tuning import offline_head as ot
 
         self.prompt, self.model, self.scale = prompt, inputs.model, float(inputs.logit_scale)
         n = int(to_host(inputs.mask).sum())
@@ -108,7 +108,7 @@ class OfflinePrompted(Prompted):
         return type(self.base)(s0 * (1.0 + d.scale), self.base.bias + jnp.abs(s0) * d.bias)
 
     def embed(self, params, batch, key, augment="none"):
-        from adapt.models import offline_tuning as ot
+        from adapt.tuning import offline_head as ot
 
         if "z" not in batch:
             return batch["emb"]
@@ -120,7 +120,7 @@ class OfflinePrompted(Prompted):
         return self.text.class_weights(params["ctx"]) if "ctx" in params else self.fixed_weights
 
     def export(self, params):
-        from adapt.models import offline_tuning as ot
+        from adapt.tuning import offline_head as ot
 
         cw = np.asarray(self.class_weights(params))
         head = Head(cw, "embedding", None if self.center is None else np.asarray(self.center), True, self.scale)
