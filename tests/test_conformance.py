@@ -20,7 +20,7 @@ POOL_SIZE images. The realistic job gets a small vocabulary file (the built-in W
 Shortening rule, the same for every method: every config key named `rounds` or ending in `epochs`
 (method_args.epochs, labeller_epochs, warmup_epochs, rounds; self_learning.epochs, ...) is capped
 at 1. Measured on 32 images on this 2-core machine: NoLA at its defaults (50 + 50 epochs) takes
-25-45 s a run, the pseudo-label tuner (10 rounds x 150 epochs) did not finish in 9 minutes, S3A's
+25-45 s a run, the pseudo-label tuner (10 rounds x 150 epochs) did not finish in 8 minutes, S3A's
 self-learning (10 epochs) adds 8-30 s; capped, each run is a few seconds. The checks here are about
 the shape of the outputs, not about how well a method adapts, so one epoch is as good as fifty.
 
