@@ -56,8 +56,8 @@ VOCABULARY = ["trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneake
 SUM_TOLERANCE = 1e-5  # a float32 row of C <= 16 normalised entries sums to 1 within C * 2^-24 < 1e-6
 TIE_TOLERANCE = 1e-5  # the project's tie rule (relative to the row's largest magnitude)
 # MuSc's scores on 1 and 8 devices: the same float32 sums, added in another order when the pool's
-# rows are split over 8 devices (each score is a mean over the other N - 1 images' patch distances,
-# then a max over pixels): relative rounding below N * 2^-24 ~ 2e-6 for N = 32, plus the 6 decimals
+# rows are split over 8 devices (a score: a mean over a rank window of the other images' nearest-patch
+# distances, then a max over pixels): relative rounding below N * 2^-24 ~ 2e-6 for N = 32, plus the 6 decimals
 # scores.csv prints (5e-7). 1e-5 absolute + 1e-5 relative (scores lie in [0.5, 1.1] here) leaves a
 # margin of 5 over that and is still below the smallest gap between two images' scores (9e-5).
 SCORE_ATOL = SCORE_RTOL = 1e-5
@@ -69,7 +69,7 @@ SETTINGS_LANDED = importlib.util.find_spec("adapt.core.settings") is not None  #
 def _job_kind(config) -> str:
     """"classify" | "anomaly" | "realistic": the kind of job the config's method runs."""
     if importlib.util.find_spec("adapt.registry") is not None:
-        from adapt import registry
+        from adapt import registry  # only once it exists (#18); no fallback import at the top
 
         return registry.make_method(config).job
     # fallback until adapt.registry lands (#18)
