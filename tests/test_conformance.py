@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import inspect
 import json
 import math
@@ -44,7 +43,7 @@ import numpy as np
 import pytest
 
 import methods
-from adapt import engine
+from adapt import engine, registry
 from adapt.core.config import all_keys, load_config
 from adapt.output import report as output_report
 
@@ -63,17 +62,11 @@ TIE_TOLERANCE = 1e-5  # the project's tie rule (relative to the row's largest ma
 SCORE_ATOL = SCORE_RTOL = 1e-5
 VOLATILE_KEYS = {"seconds", "images_per_s", "created", "finished"}  # timings and dates
 VOLATILE_LINE = "Seconds per stage"  # report.md's timing line
-SETTINGS_LANDED = importlib.util.find_spec("adapt.core.settings") is not None  # #18: H3's parser
 
 
 def _job_kind(config) -> str:
     """"classify" | "anomaly" | "realistic": the kind of job the config's method runs."""
-    if importlib.util.find_spec("adapt.registry") is not None:
-        from adapt import registry  # only once it exists (#18); no fallback import at the top
-
-        return registry.make_method(config).job
-    # fallback until adapt.registry lands (#18)
-    return {"musc": "anomaly", "s3a": "realistic"}.get(config.method, "classify")
+    return registry.make_method(config).job
 
 
 def _shorten(config) -> None:
@@ -206,7 +199,8 @@ def _without_volatile(value):
 
 def comparable_outputs(workdir: Path) -> dict:
     """The job's results by file (predictions.csv, scores.csv, metrics.json, report.md,
-    classifier/), timings and dates left out."""
+    classifier/), timings and dates left out, the run's own folder written as WORKDIR (report.md's
+    command names it)."""
     out = {}
     for name in ("predictions.csv", "scores.csv", "metrics.json", "report.md"):
         if (workdir / name).exists():
@@ -217,7 +211,8 @@ def comparable_outputs(workdir: Path) -> dict:
         if name.endswith(".json"):
             out[name] = _without_volatile(json.loads(data))
         elif name.endswith(".md"):
-            out[name] = [ln for ln in data.decode().splitlines() if not ln.startswith(VOLATILE_LINE)]
+            text = data.decode().replace(str(workdir), "WORKDIR")
+            out[name] = [ln for ln in text.splitlines() if not ln.startswith(VOLATILE_LINE)]
     return out
 
 
@@ -302,8 +297,6 @@ def test_misspelt_method_arg_names_the_real_key(name, folder):
         if key in str(e):
             return
         failure = f"method_args.{_misspelt(key)}: {type(e).__name__} not naming {key!r}: {e}"
-    if not SETTINGS_LANDED:  # until adapt/core/settings.py (#18) checks every method's keys
-        pytest.xfail(failure)
     pytest.fail(failure)
 
 
