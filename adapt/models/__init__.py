@@ -3,6 +3,9 @@
 `load_model(kind, path)`: an empty path means the embedded offline default model; a folder is read
 as a checkpoint whose kind comes from its `config.json` (`model_type`).
 `load_image_encoder(path)`: a second, image-only frozen tower (DINO / DINOv2, or a CLIP image side).
+Towers: clip (clip_load, clip_text, clip_vision), dino (dino_load), the offline default (offline:
+efficientnet + minilm tied through grounding and imagenet_texts), resnet_onnx; shared: base,
+checkpoint (reading a checkpoint folder), torch_pickle, tokenizer, preprocess (pixels for a tower).
 May import: core, data, vocab.
 """
 from __future__ import annotations

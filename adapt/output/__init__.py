@@ -1,5 +1,5 @@
 """What a job writes and others read back: the staging folder swapped in whole (staging), the
-deployable classifier (artifact), metrics/predictions/plots (report), report.html (html, html_jobs,
-html_page, thumbnails).
+deployable classifier (artifact), metrics/predictions/plots (report), report.html (html for the
+classification job, html_jobs for the realistic one, html_page and thumbnails shared).
 May import: core, data, models, features.
 """
