@@ -16,14 +16,7 @@ from adapt.core import distributed, ops
 from adapt.core import mesh as mesh_lib
 from adapt.core.config import reproduce_command
 from adapt.core.job import Timer
-from adapt.core.method import (
-    ANOMALY,
-    CLASSIFY,
-    REALISTIC,
-    Method,
-    MethodInputs,
-    MethodOutputs,
-)
+from adapt.core.method import ANOMALY, CLASSIFY, REALISTIC, Method, MethodInputs, MethodOutputs
 from adapt.data import resolve_classes
 from adapt.features import setup
 from adapt.features.text import encode_classes

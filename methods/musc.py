@@ -27,13 +27,7 @@ from jax import lax
 
 from adapt.anomaly import msm, patches
 from adapt.core import mesh as mesh_lib
-from adapt.core.method import (
-    ANOMALY,
-    AnomalyInputs,
-    AnomalyOutputs,
-    Method,
-    PoolTooSmall,
-)
+from adapt.core.method import ANOMALY, AnomalyInputs, AnomalyOutputs, Method, PoolTooSmall
 from adapt.core.settings import parse_method_args
 
 DESCRIPTION = "zero-shot anomaly scoring of the pool by mutual patch scoring (MuSc)"

@@ -29,13 +29,7 @@ import numpy as np
 import optax
 
 from adapt.core.distributed import to_host
-from adapt.core.method import (
-    TRANSDUCTIVE,
-    EmbedOptions,
-    Method,
-    MethodInputs,
-    MethodOutputs,
-)
+from adapt.core.method import TRANSDUCTIVE, EmbedOptions, Method, MethodInputs, MethodOutputs
 from adapt.core.settings import check_choice, parse_method_args
 from adapt.features.second_tower import load_second_tower, tower_features
 from adapt.features.text import encode_classes

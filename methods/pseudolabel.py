@@ -19,13 +19,7 @@ import jax
 import numpy as np
 
 from adapt.core.distributed import to_host
-from adapt.core.method import (
-    TRANSDUCTIVE,
-    EmbedOptions,
-    Method,
-    MethodInputs,
-    MethodOutputs,
-)
+from adapt.core.method import TRANSDUCTIVE, EmbedOptions, Method, MethodInputs, MethodOutputs
 from adapt.core.settings import check_choice, parse_method_args
 from adapt.tuning import loop as tuning
 from adapt.tuning import pseudolabels

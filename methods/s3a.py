@@ -23,16 +23,8 @@ import numpy as np
 
 from adapt.core import mesh as mesh_lib
 from adapt.core.distributed import to_host
-from adapt.core.method import (
-    REALISTIC,
-    TRANSDUCTIVE,
-    Head,
-    Method,
-    MethodInputs,
-    MethodOutputs,
-    RealisticInputs,
-    RealisticOutputs,
-)
+from adapt.core.method import (REALISTIC, TRANSDUCTIVE, Head, Method, MethodInputs, MethodOutputs,
+                               RealisticInputs, RealisticOutputs)
 from adapt.core.settings import parse_method_args
 from adapt.realistic import phrases as phrases_lib
 from adapt.realistic.cvpr import Cvpr, Settings, cvpr, recompute_structural, top_voted  # noqa: F401

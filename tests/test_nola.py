@@ -11,13 +11,7 @@ import pytest
 from adapt import cli
 from adapt.core import mesh as mesh_lib
 from adapt.output.artifact import load
-from adapt.tuning.labeller import (
-    confident_k,
-    confident_subset,
-    label_pool,
-    mlp_logits,
-    train_labeller,
-)
+from adapt.tuning.labeller import confident_k, confident_subset, label_pool, mlp_logits, train_labeller
 from adapt.tuning.pseudolabels import EmptyClassError
 from methods.nola import adamw, stage3_loss
 from tests.clip_fixtures import write_tiny_clip

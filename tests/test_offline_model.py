@@ -17,12 +17,8 @@ import pytest
 from flax import nnx
 
 from adapt import assets
-from adapt.models.efficientnet import (
-    block_specs,
-    depthwise_grouped,
-    depthwise_shifted,
-    load_efficientnet_lite0,
-)
+from adapt.models.efficientnet import (block_specs, depthwise_grouped, depthwise_shifted,
+                                       load_efficientnet_lite0)
 from adapt.models.offline import conse_weights
 from adapt.models.torch_pickle import LEGACY_MAGIC, load_state_dict
 

@@ -1,6 +1,5 @@
 """The shared tuning loop, pseudo-label selection, augmentations and prompt wiring (spec
 pseudolabel_prompt_tuning.md, "Property checks and tests")."""
-import itertools
 
 import jax
 import jax.numpy as jnp

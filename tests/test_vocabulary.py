@@ -10,15 +10,8 @@ import pytest
 
 from adapt.realistic import phrases, phrases_llm, vocab_classifier
 from adapt.vocab import wordnet
-from adapt.vocab.vocabulary import (
-    Entry,
-    Vocabulary,
-    VocabularyError,
-    builtin_vocabulary,
-    match_class_names,
-    read_vocabulary,
-    write_jsonl,
-)
+from adapt.vocab.vocabulary import (Entry, Vocabulary, VocabularyError, builtin_vocabulary, match_class_names,
+                                    read_vocabulary, write_jsonl)
 from tests.fake_model import FakeModel
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

@@ -10,16 +10,7 @@ import numpy as np
 from PIL import Image
 
 from adapt.anomaly.patches import square_image
-from adapt.output.html_page import (
-    Page,
-    command_html,
-    esc,
-    gallery,
-    plots_html,
-    skipped_html,
-    table,
-    tile,
-)
+from adapt.output.html_page import Page, command_html, esc, gallery, plots_html, skipped_html, table, tile
 from adapt.output.thumbnails import THUMB_SIZE, Thumbnails
 
 LABEL_NAMES = {-1: "unknown", 0: "normal", 1: "anomalous"}

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from sklearn.metrics import (
-    auc,
-    average_precision_score,
-    precision_recall_curve,
-    roc_auc_score,
-)
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
 
 def _max_f1(y: np.ndarray, s: np.ndarray) -> float:

@@ -19,14 +19,8 @@ from adapt.data.decode import IMAGE_EXTENSIONS, array_to_image, decode_image
 from adapt.data.defects import defect_pool_from_config
 from adapt.data.folder import FolderPool
 from adapt.data.idx import IdxPool, parse_idx, write_idx
-from adapt.data.presets import (
-    DIGIT_CLASSES,
-    FASHION_MNIST_CLASSES,
-    TEXTILE_CLASSES,
-    digits_pool,
-    fashion_mnist_pool,
-    textile_pool,
-)
+from adapt.data.presets import (DIGIT_CLASSES, FASHION_MNIST_CLASSES, TEXTILE_CLASSES, digits_pool,
+                                fashion_mnist_pool, textile_pool)
 from adapt.data.tfds_pool import TfdsPool
 
 KINDS = ("folder", "tfds", "idx", "fashion_mnist", "textile", "digits", "defects")

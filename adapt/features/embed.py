@@ -20,7 +20,6 @@ import json
 import operator
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 

@@ -16,13 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from adapt.graph import sparse as graph
-from adapt.graph.bound import (
-    bound_update,
-    hard_means,
-    mean_shift,
-    soft_means,
-    squared_distances,
-)
+from adapt.graph.bound import bound_update, hard_means, mean_shift, soft_means, squared_distances
 
 
 class SlkResult(NamedTuple):

@@ -24,12 +24,7 @@ from adapt.models.base import Preprocess
 from adapt.models.clip_load import ClipConfig
 from adapt.models.clip_text import TextContext, TextTower
 from adapt.models.clip_vision import Prompt, VisionTower, VisualPrompt
-from adapt.models.tokenizer import (
-    ClipTokenizer,
-    has_tokenizer_files,
-    load_tokenizer,
-    no_tokenizer_message,
-)
+from adapt.models.tokenizer import ClipTokenizer, has_tokenizer_files, load_tokenizer, no_tokenizer_message
 
 log = logging.getLogger(__name__)
 PLACEHOLDER = "X"  # CoOp template token replaced by the learned context vectors

@@ -172,9 +172,7 @@ class MiniLM:
     """
 
     def __init__(self, path: str | Path | None = None, max_length: int = 256):
-        from transformers import (
-            BertTokenizerFast,  # local: transformers takes seconds to import
-        )
+        from transformers import BertTokenizerFast  # local: transformers takes seconds to import
 
         self.path = Path(path) if path is not None else default_minilm_path()
         if not (self.path / "model.safetensors").is_file():

@@ -13,17 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from adapt.core.method import TRANSDUCTIVE
-from adapt.output.html_page import (
-    Page,
-    command_html,
-    esc,
-    gallery,
-    pct,
-    plots_html,
-    skipped_html,
-    table,
-    tile,
-)
+from adapt.output.html_page import (Page, command_html, esc, gallery, pct, plots_html, skipped_html, table,
+                                    tile)
 from adapt.output.thumbnails import Thumbnails
 
 PER_CLASS = 12  # most and least confident images per class (fewer with many classes, see budget)

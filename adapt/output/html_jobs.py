@@ -7,16 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapt.output.html_page import (
-    Page,
-    command_html,
-    esc,
-    gallery,
-    pct,
-    skipped_html,
-    table,
-    tile,
-)
+from adapt.output.html_page import Page, command_html, esc, gallery, pct, skipped_html, table, tile
 from adapt.output.thumbnails import Thumbnails
 
 PER_CLUSTER = 12  # sample of each realistic-setting cluster

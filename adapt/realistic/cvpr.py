@@ -25,12 +25,7 @@ from adapt.core.distributed import to_host
 from adapt.realistic import kmeans as kmeans_lib
 from adapt.realistic import phrases as phrases_lib
 from adapt.realistic.cluster_count import estimate_k
-from adapt.realistic.vote_realign import (
-    phrase_realign,
-    vocabulary_argmax,
-    vote_counts,
-    vote_realign,
-)
+from adapt.realistic.vote_realign import phrase_realign, vocabulary_argmax, vote_counts, vote_realign
 
 
 @dataclasses.dataclass(frozen=True)

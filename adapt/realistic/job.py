@@ -32,11 +32,7 @@ from adapt.models import model_source
 from adapt.output import artifact, report
 from adapt.output import html_jobs as report_html_jobs
 from adapt.output import staging as outputs
-from adapt.realistic.metrics import (
-    cluster_accuracy,
-    realistic_metrics,
-    sentence_embedder,
-)
+from adapt.realistic.metrics import cluster_accuracy, realistic_metrics, sentence_embedder
 from adapt.realistic.report import write_predictions, write_report
 from adapt.realistic.vocab_classifier import encode_vocabulary
 from adapt.realistic.vote_realign import vocabulary_argmax

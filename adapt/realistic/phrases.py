@@ -26,13 +26,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from adapt.data.classes import normalise
-from adapt.realistic.phrase_file import (
-    FORMAT,
-    PhraseBook,
-    PhraseError,
-    read_phrase_file,
-    write_phrase_file,
-)
+from adapt.realistic.phrase_file import FORMAT, PhraseBook, PhraseError, read_phrase_file, write_phrase_file
 from adapt.vocab import wordnet
 from adapt.vocab.vocabulary import Vocabulary
 

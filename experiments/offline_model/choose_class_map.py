@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapt.models.imagenet_texts import (
-    class_texts,
-    ensemble_embed,
-    load_imagenet_classes,
-)
+from adapt.models.imagenet_texts import class_texts, ensemble_embed, load_imagenet_classes
 from adapt.models.minilm import MiniLM
 from adapt.models.offline import conse_weights
 from adapt.models.torch_pickle import load_state_dict
