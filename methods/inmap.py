@@ -100,27 +100,31 @@ def harden(labels: jax.Array, alpha: float) -> jax.Array:
 def learn_proxies(x, mask, init, labels, *, lr, tau, iters, alpha, block=256, mesh=None):
     """x (Np, D) pool rows, mask (Np,), init (C, D) unit rows, labels (Np, C) soft pseudo-labels
     -> (proxies (C, D) unit rows, info): the official `image_opt` as one compiled loop.
-    info: final lr, halvings, gradient norm of the last step, rows hardened."""
+    info: final lr, halvings, gradient norm of the last step, rows hardened, the last step
+    (1-based) that changed W in float32 (later steps had an update below rounding)."""
     real = mask.astype(x.dtype)
     n = jnp.maximum(real.sum(), 1.0)
     hard = harden(labels, alpha) * real[:, None]
     xb, rb, yb = (_blocks(a, block, mesh) for a in (x, real, hard))
 
-    def step(_, carry):
-        w, step_size, prev_norm, halvings = carry
+    def step(i, carry):
+        w, step_size, prev_norm, halvings, last_move = carry
         prob = jax.nn.softmax(jnp.einsum("nbd,cd->nbc", xb, w) / tau, axis=-1) * rb[..., None]
         grad = _pool_gram(prob - yb, xb)  # = X^T prob - X^T Y, without the cancellation
         norm = jnp.linalg.norm(grad)
         rising = norm > prev_norm
         step_size = jnp.where(rising, step_size / 2.0, step_size)
-        w = ops.l2_normalize(w - (step_size / (n * tau)) * grad)
-        return w, step_size, norm, halvings + rising.astype(jnp.int32)
+        new_w = ops.l2_normalize(w - (step_size / (n * tau)) * grad)
+        last_move = jnp.where(jnp.any(new_w != w), i + 1, last_move)
+        return new_w, step_size, norm, halvings + rising.astype(jnp.int32), last_move
 
     dtype = x.dtype
-    carry = (init.astype(dtype), jnp.asarray(lr, dtype), jnp.asarray(jnp.inf, dtype), jnp.int32(0))
-    w, step_size, norm, halvings = lax.fori_loop(0, iters, step, carry)
+    carry = (init.astype(dtype), jnp.asarray(lr, dtype), jnp.asarray(jnp.inf, dtype), jnp.int32(0),
+             jnp.int32(0))
+    w, step_size, norm, halvings, last_move = lax.fori_loop(0, iters, step, carry)
     hardened = jnp.sum((labels.max(axis=1) > alpha) & mask)
-    return w, {"lr": step_size, "halvings": halvings, "grad_norm": norm, "hardened": hardened}
+    return w, {"lr": step_size, "halvings": halvings, "grad_norm": norm, "hardened": hardened,
+               "last_step_that_moved": last_move}
 
 
 @jax.jit
@@ -149,6 +153,7 @@ def make(config) -> Method:
             "final_lr": float(to_host(info["lr"])), "lr_halvings": int(to_host(info["halvings"])),
             "final_grad_norm": float(to_host(info["grad_norm"])),
             "hardened_rows": int(to_host(info["hardened"])),
+            "last_step_that_moved_proxies": int(to_host(info["last_step_that_moved"])),
             "pseudo_label_class_mass": [float(v) for v in label_mass],
             "predictions_setting": TRANSDUCTIVE, "head": "learned proxies W at scale 1/tau_i (inductive)",
         }

@@ -72,6 +72,7 @@ def test_proxies_match_the_official_restatement(data):
     np.testing.assert_allclose(out.head.weights, want, atol=1e-5)
     assert out.metrics["final_lr"] == pytest.approx(lr)
     assert out.metrics["lr_halvings"] > 0  # the halving rule is exercised
+    assert 0 < out.metrics["last_step_that_moved_proxies"] <= ITERS
     assert out.head.scale == pytest.approx(25.0) and out.head.center is None
     np.testing.assert_allclose(out.head.probs(x), out.probs, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(out.predictions, np.argmax(x @ want.T, axis=1))
