@@ -46,6 +46,7 @@ from adapt.core.settings import check_at_least, parse_method_args
 from adapt.graph import outputs as graph_outputs
 from adapt.graph.sinkhorn import sinkhorn
 
+MOVE_TOL = 1e-6  # a proxy entry changing by more than this counts as a step that moved W
 DESCRIPTION = "InMaP: image-space proxies learned from Sinkhorn-balanced text pseudo-labels"
 
 
@@ -101,7 +102,7 @@ def learn_proxies(x, mask, init, labels, *, lr, tau, iters, alpha, block=256, me
     """x (Np, D) pool rows, mask (Np,), init (C, D) unit rows, labels (Np, C) soft pseudo-labels
     -> (proxies (C, D) unit rows, info): the official `image_opt` as one compiled loop.
     info: final lr, halvings, gradient norm of the last step, rows hardened, the last step
-    (1-based) that changed W in float32 (later steps had an update below rounding)."""
+    (1-based) that moved an entry of W by more than MOVE_TOL (renormalising alone moves < 1e-7)."""
     real = mask.astype(x.dtype)
     n = jnp.maximum(real.sum(), 1.0)
     hard = harden(labels, alpha) * real[:, None]
@@ -115,7 +116,7 @@ def learn_proxies(x, mask, init, labels, *, lr, tau, iters, alpha, block=256, me
         rising = norm > prev_norm
         step_size = jnp.where(rising, step_size / 2.0, step_size)
         new_w = ops.l2_normalize(w - (step_size / (n * tau)) * grad)
-        last_move = jnp.where(jnp.any(new_w != w), i + 1, last_move)
+        last_move = jnp.where(jnp.max(jnp.abs(new_w - w)) > MOVE_TOL, i + 1, last_move)
         return new_w, step_size, norm, halvings + rising.astype(jnp.int32), last_move
 
     dtype = x.dtype
