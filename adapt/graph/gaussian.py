@@ -70,9 +70,11 @@ def affinity_term(nb: graph.Neighbours, z):
 def log_likelihood(x, g: Gaussians):
     """l_ik = -1/2 sum_d (x_id - mu_kd)^2 / var_kd as matmuls: x (Np, D) -> (Np, K)."""
     inv = 1.0 / g.var
-    quad = jnp.matmul(x * x, inv.T, precision=HIGHEST)
-    cross = jnp.matmul(x, (g.mu * inv).T, precision=HIGHEST)
-    return -0.5 * (quad - 2.0 * cross + jnp.sum(g.mu * g.mu * inv, axis=1)[None, :])
+    quad = jnp.einsum("nd,kd->nk", x * x, inv, precision=HIGHEST)
+    cross = jnp.einsum("nd,kd->nk", x, g.mu * inv, precision=HIGHEST)
+    # this grouping: `-0.5 * (quad - 2 cross + c[None])` came out all-NaN under jit on XLA CPU
+    # (jax 0.10.2, N = 10,000, D = 1280) although every term was finite
+    return -0.5 * quad + (cross - 0.5 * jnp.sum(g.mu * g.mu * inv, axis=1)[None, :])
 
 
 def moments(x, z, mask) -> Moments:
