@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 
-from adapt import registry
-from adapt.core import mesh as mesh_lib
-from adapt.core import ops
-from adapt.core.config import load_config
-from adapt.core.job import Timer
-from adapt.core.method import MethodInputs
-from adapt.data import resolve_classes
-from adapt.features import setup
-from adapt.features.text import encode_classes
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's methods/, not an install
+from adapt import registry  # noqa: E402
+from adapt.core import mesh as mesh_lib  # noqa: E402
+from adapt.core import ops  # noqa: E402
+from adapt.core.config import load_config  # noqa: E402
+from adapt.core.job import Timer  # noqa: E402
+from adapt.core.method import MethodInputs  # noqa: E402
+from adapt.data import resolve_classes  # noqa: E402
+from adapt.features import setup  # noqa: E402
+from adapt.features.text import encode_classes  # noqa: E402
 
 METHODS = ("transclip", "stata")
 
@@ -44,14 +47,15 @@ def _config(name, preset, overrides):
 
 
 def load_pool(config):
-    """(x (N, D) unit rows, labels (N,), class weights (K, D), logit scale) of the config's pool."""
+    """(x (N, D) unit rows, labels (N,), class weights (K, D), logit scale, class texts, names)."""
     start = setup.start_job(config, Timer(), check=lambda pool: resolve_classes(pool))
     rows = setup.embed_job_pool(start.model, start.pool, start.mesh, start.embed, progress=False)
     texts = encode_classes(start.model, start.checked.names, list(config.prompts.templates))
     n = len(rows.kept)
     x = np.asarray(jax.device_get(rows.x))[:n]
     labels = np.asarray(start.checked.labels)[rows.kept]
-    return x, labels, np.asarray(texts.weights, np.float32), float(start.model.logit_scale), texts
+    return (x, labels, np.asarray(texts.weights, np.float32), float(start.model.logit_scale), texts,
+            list(start.checked.names))
 
 
 def run_subset(config, x, labels, weights, scale, texts):
@@ -80,7 +84,7 @@ def main():
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     args = ap.parse_args()
     configs = {m: _config(m, args.preset, args.overrides) for m in METHODS}
-    x, labels, weights, scale, texts = load_pool(configs[METHODS[0]])
+    x, labels, weights, scale, texts, names = load_pool(configs[METHODS[0]])
     rng = np.random.default_rng(args.seed)
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
@@ -88,7 +92,7 @@ def main():
         keep = np.isin(labels, classes)
         xs, ys = x[keep], labels[keep]
         cosine, centred = zero_shots(xs, weights, scale)
-        row = {"classes": [texts.names[c] if hasattr(texts, "names") else int(c) for c in classes],
+        row = {"classes": [names[c] for c in classes],
                "class_ids": classes.tolist(), "n": int(keep.sum()),
                "zero_shot": float(np.mean(cosine == ys)), "centred_zero_shot": float(np.mean(centred == ys))}
         for m in METHODS:
