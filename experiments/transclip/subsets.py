@@ -20,15 +20,15 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's methods/, not an install
-from adapt import registry  # noqa: E402
-from adapt.core import mesh as mesh_lib  # noqa: E402
-from adapt.core import ops  # noqa: E402
-from adapt.core.config import load_config  # noqa: E402
-from adapt.core.job import Timer  # noqa: E402
-from adapt.core.method import MethodInputs  # noqa: E402
-from adapt.data import resolve_classes  # noqa: E402
-from adapt.features import setup  # noqa: E402
-from adapt.features.text import encode_classes  # noqa: E402
+from adapt import registry
+from adapt.core import mesh as mesh_lib
+from adapt.core import ops
+from adapt.core.config import load_config
+from adapt.core.job import Timer
+from adapt.core.method import MethodInputs
+from adapt.data import resolve_classes
+from adapt.features import setup
+from adapt.features.text import encode_classes
 
 METHODS = ("transclip", "stata")
 
