@@ -1,6 +1,6 @@
 """Graph methods' math: sparse kNN graphs (knn, sparse), propagation and bound optimisation
-(bound, slk), hypergraph propagation (hyper), CCA (cca), Sinkhorn label balancing (sinkhorn),
-and the graph methods' shared outputs (outputs: rectified prototypes, predictions, the small-pool
-guard).
+(bound, slk), hypergraph propagation (hyper), CCA (cca), TransCLIP / StatA's Gaussian model with a
+kNN Laplacian (gaussian), Sinkhorn label balancing (sinkhorn), and the graph methods' shared outputs
+(outputs: rectified prototypes, predictions, the small-pool guard).
 May import: core.
 """

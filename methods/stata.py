@@ -1,0 +1,57 @@
+"""StatA: TransCLIP-style transduction with statistical anchors, robust to pools that hold only a
+few of the classes (issue #22).
+
+Paper: Zanella, Fuchs, De Vleeschouwer, Ben Ayed, "Realistic Test-Time Adaptation of
+Vision-Language Models", CVPR 2025 (official code: MaxZanella/StatA, solvers/StatA.py, batch mode).
+The math lives in adapt/graph/gaussian.py. As TransCLIP-ZS except: mu starts at the class
+embeddings; one diagonal variance per class with its log-determinant in the z update, started at
+var_init = (1/N) sum_ik yhat_ik (x_i - t_k)^2; each update anchors on the text with
+beta_k = n_k / (alpha + n_k) (n_k: hard counts of argmax z): mu_k = normalize(beta_k muhat_k +
+(1 - beta_k) t_k), var_k = beta_k varhat_k + (1 - beta_k)(var_init + (t_k - mu_k)^2). 3-NN,
+lambda_y = lambda_L = 1, 10 iterations (11 rounds of 5 z steps).
+
+Deviations from the official code (also in experiments/transclip/README.md):
+- the kNN graph excludes each image itself by index (see methods/transclip.py);
+- var_init divides the whole sum by N once; the official `init_cov` divides inside its
+  2500-row chunk loop, so on pools over 2500 images the earlier chunks are divided again (identical
+  for N <= 2500);
+- `center=True` runs on the CL2N-centred pool; the official code uses the features as given.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from adapt.core.method import Method, MethodInputs, MethodOutputs
+from adapt.core.settings import check_at_least, parse_method_args
+from adapt.graph import gaussian
+
+DESCRIPTION = "StatA: TransCLIP with text-anchored per-class Gaussians (pools with few classes)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """method_args of stata; values and their meaning: configs/stata.py."""
+
+    center: bool
+    prior_scale: float
+    k: int
+    iterations: int
+    lam_prior: float
+    lam_laplacian: float
+    alpha: float
+    block: int
+
+    def __post_init__(self):
+        check_at_least("k", self.k, 1)
+        check_at_least("iterations", self.iterations, 0)
+        check_at_least("prior_scale", self.prior_scale, 0.0)
+        check_at_least("alpha", self.alpha, 0.0)
+
+
+def make(config) -> Method:
+    s = parse_method_args(Settings, config.method_args, "stata")
+
+    def run(inputs: MethodInputs) -> MethodOutputs:
+        return gaussian.run_method(inputs, s, "stata", alpha=s.alpha)
+
+    return Method("stata", DESCRIPTION, run, settings=s)
