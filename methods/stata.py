@@ -29,22 +29,14 @@ DESCRIPTION = "StatA: TransCLIP with text-anchored per-class Gaussians (pools wi
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """method_args of stata; values and their meaning: configs/stata.py."""
+class Settings(gaussian.Settings):
+    """method_args of stata: TransCLIP's (adapt.graph.gaussian.Settings) and the anchor strength
+    `alpha` (beta_k = n_k / (alpha + n_k)); values and their meaning: configs/stata.py."""
 
-    center: bool
-    prior_scale: float
-    k: int
-    iterations: int
-    lam_prior: float
-    lam_laplacian: float
     alpha: float
-    block: int
 
     def __post_init__(self):
-        check_at_least("k", self.k, 1)
-        check_at_least("iterations", self.iterations, 0)
-        check_at_least("prior_scale", self.prior_scale, 0.0)
+        super().__post_init__()
         check_at_least("alpha", self.alpha, 0.0)
 
 

@@ -19,31 +19,14 @@ The deployable head is the soft class means of the pool under z (inductive).
 """
 from __future__ import annotations
 
-import dataclasses
-
 from adapt.core.method import Method, MethodInputs, MethodOutputs
-from adapt.core.settings import check_at_least, parse_method_args
+from adapt.core.settings import parse_method_args
 from adapt.graph import gaussian
 
 DESCRIPTION = "TransCLIP-ZS: Gaussian pool model + text prior + kNN Laplacian, alternating updates"
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """method_args of transclip; values and their meaning: configs/transclip.py."""
-
-    center: bool
-    prior_scale: float
-    k: int
-    iterations: int
-    lam_prior: float
-    lam_laplacian: float
-    block: int
-
-    def __post_init__(self):
-        check_at_least("k", self.k, 1)
-        check_at_least("iterations", self.iterations, 0)
-        check_at_least("prior_scale", self.prior_scale, 0.0)
+Settings = gaussian.Settings  # method_args of transclip; values and meaning: configs/transclip.py
 
 
 def make(config) -> Method:

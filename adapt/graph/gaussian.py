@@ -23,6 +23,7 @@ Memory O(Np (k + K) + K D) per iteration.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -33,6 +34,7 @@ from jax import lax
 from adapt.core import ops
 from adapt.core.distributed import to_host
 from adapt.core.method import TRANSDUCTIVE, MethodInputs, MethodOutputs
+from adapt.core.settings import check_at_least
 from adapt.graph import outputs as graph_outputs
 from adapt.graph import sparse as graph
 from adapt.graph.knn import blocked_knn
@@ -43,6 +45,24 @@ INIT_TOP = 8  # TransCLIP-ZS: images per class in the initial means (official n_
 HIGHEST = lax.Precision.HIGHEST
 MODELS = ("transclip", "stata")
 VAR_FLOOR = 1e-12  # not official: a dimension zero on every pool image has variance 0 (0/0 there)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The method_args TransCLIP and StatA share (values and meaning: configs/transclip.py)."""
+
+    center: bool
+    prior_scale: float
+    k: int
+    iterations: int
+    lam_prior: float
+    lam_laplacian: float
+    block: int
+
+    def __post_init__(self):
+        check_at_least("k", self.k, 1)
+        check_at_least("iterations", self.iterations, 0)
+        check_at_least("prior_scale", self.prior_scale, 0.0)
 
 
 class Gaussians(NamedTuple):
