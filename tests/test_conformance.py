@@ -32,6 +32,7 @@ to be that table.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import inspect
 import json
@@ -43,7 +44,7 @@ import numpy as np
 import pytest
 
 import methods
-from adapt import engine, registry
+from adapt import engine, models, registry
 from adapt.core.config import all_keys, load_config
 from adapt.output import report as output_report
 
@@ -148,7 +149,24 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_job(folder):
+def fresh_model_copies():
+    """Each run gets its own deep copy of a frozen model loaded once per (kind, path, grounding):
+    loading the offline model costs seconds a run, a copy a fraction of that, and no run can see
+    what another run did to its model (tuning methods attach prompts and device-placed state)."""
+    loaded, load = {}, models.load_model
+
+    def load_copy(*args):
+        if args not in loaded:
+            loaded[args] = load(*args)
+        return copy.deepcopy(loaded[args])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(models, "load_model", load_copy)
+        yield
+
+
+@pytest.fixture(scope="module")
+def run_job(folder, fresh_model_copies):
     """run_job(name, devices, repeat=0) -> Run: one job per (name, devices, repeat), shared."""
     done = {}
 
