@@ -1,17 +1,15 @@
 """InMaP (methods/inmap.py, adapt/graph/sinkhorn.py) against the NumPy restatement of the official
 code (tests/reference_inmap.py), and its properties: 1 vs 8 devices, pool order, duplicates."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from adapt.core import mesh as mesh_lib
 from adapt.core.config import load_config
-from adapt.core.method import MethodInputs
-from adapt.features.text import ClassTexts
 from adapt.graph.sinkhorn import sinkhorn
 from methods import inmap
 from tests import reference_inmap as ref
+from tests.method_inputs import pool_inputs
 
 N, D, C = 150, 16, 4
 ITERS = 50  # the official 2000 steps, shortened; the same compiled loop
@@ -31,22 +29,13 @@ def data():
     return _unit(x), _unit(t)
 
 
-def _inputs(x, t, n_devices):
-    mesh = mesh_lib.make_mesh(n_devices)
-    xs, mask = mesh_lib.shard_rows(x, mesh)
-    texts = ClassTexts(weights=t, view_weights=None, view=None, prompts=[[]] * len(t),
-                       prompt_weights=[[]] * len(t))
-    return MethodInputs(xs, mask, mesh_lib.replicate(t, mesh), 10.0, {"embedding": xs}, texts, mesh,
-                        jax.random.key(0))
-
-
 def _run(x, t, n_devices=8, **overrides):
     config = load_config("configs/inmap.py")
     with config.unlocked():
         config.method_args.iters = ITERS
         for k, v in overrides.items():
             config.method_args[k] = v
-    return inmap.make(config).run(_inputs(x, t, n_devices))
+    return inmap.make(config).run(pool_inputs(x, t, n_devices))
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5])

@@ -1,17 +1,15 @@
 """TransCLIP-ZS and StatA (adapt/graph/gaussian.py, methods/transclip.py, methods/stata.py) against
 the NumPy restatements of the official solvers (tests/reference_transclip.py), on random clustered
 pools with exact duplicates; 1 vs 8 devices; pool-order invariance."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from adapt.core import mesh as mesh_lib
 from adapt.core.config import load_config
-from adapt.core.method import MethodInputs
-from adapt.features.text import ClassTexts
 from adapt.graph import gaussian
 from tests import reference_transclip as ref
+from tests.method_inputs import pool_inputs
 
 N, D, K = 120, 16, 4
 DUPLICATES = 12  # the last rows repeat earlier rows exactly
@@ -88,22 +86,13 @@ def test_stata_variance_init_matches_the_chunked_official_form_below_one_chunk(p
     np.testing.assert_allclose(got, ref.stata_init_cov(x.astype(np.float64), t, z), rtol=1e-5)
 
 
-def _inputs(x, t, n_devices):
-    mesh = mesh_lib.make_mesh(n_devices)
-    xs, mask = mesh_lib.shard_rows(x, mesh)
-    texts = ClassTexts(weights=t, view_weights=None, view=None, prompts=[[]] * len(t),
-                       prompt_weights=[[]] * len(t))
-    return MethodInputs(xs, mask, mesh_lib.replicate(t, mesh), 10.0, {"embedding": xs}, texts, mesh,
-                        jax.random.key(0))
-
-
 def _run(name, x, t, n_devices=8, **overrides):
     config = load_config(f"configs/{name}.py")
     with config.unlocked():
         for k, v in overrides.items():
             config.method_args[k] = v
     module = __import__(f"methods.{name}", fromlist=["make"])
-    return module.make(config).run(_inputs(x, t, n_devices))
+    return module.make(config).run(pool_inputs(x, t, n_devices))
 
 
 @pytest.mark.parametrize("name", ["transclip", "stata"])

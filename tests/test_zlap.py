@@ -1,16 +1,14 @@
 """ZLaP (methods/zlap.py) against the SciPy restatement of the official code, and the spec's checks."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from adapt.core import mesh as mesh_lib
 from adapt.core.config import load_config
-from adapt.core.method import MethodInputs
-from adapt.features.text import ClassTexts
 from adapt.graph import sparse as graph
 from methods import zlap
 from tests import reference_graph as ref
+from tests.method_inputs import pool_inputs
 
 N, D, C = 150, 16, 4
 
@@ -104,15 +102,6 @@ def test_small_alpha_limit_is_the_degree_normalised_class_edge():
     np.testing.assert_allclose(np.asarray(state.z_image)[:N] / alpha, want, rtol=1e-3, atol=2e-5)
 
 
-def _inputs(x, t, n_devices):
-    mesh = mesh_lib.make_mesh(n_devices)
-    xs, mask = mesh_lib.shard_rows(x, mesh)
-    texts = ClassTexts(weights=t, view_weights=None, view=None, prompts=[[]] * len(t),
-                       prompt_weights=[[]] * len(t))
-    return MethodInputs(xs, mask, mesh_lib.replicate(t, mesh), 10.0, {"embedding": xs}, texts, mesh,
-                        jax.random.key(0))
-
-
 TEXT_ROW = dict(classifier="text", k=5, gamma=5.0, scale_sim=False)  # the spec's text-classifier row
 
 
@@ -121,7 +110,7 @@ def _run(x, t, n_devices=8, **overrides):
     with config.unlocked():
         for k, v in overrides.items():
             config.method_args[k] = v
-    return zlap.make(config).run(_inputs(x, t, n_devices))
+    return zlap.make(config).run(pool_inputs(x, t, n_devices))
 
 
 def test_method_is_device_count_invariant_and_permutation_equivariant():
