@@ -5,6 +5,7 @@
 set -euo pipefail
 out=${1:-runs/pseudolabel}; prompts=${2:-"visual textual multimodal"}
 strategies=${3:-"fpl ifpl grip"}; seeds=${4:-"0 1 2"}; shift $(( $# < 4 ? $# : 4 )) || true
+mkdir -p "$out"
 for p in $prompts; do for s in $strategies; do for seed in $seeds; do
   dir="$out/${p}_${s}_s${seed}"
   [ -f "$dir/metrics.json" ] && continue
