@@ -54,7 +54,7 @@ def per_class_topk(probs: np.ndarray, k: int, *, fallback: bool = True) -> Selec
     """probs (N, C) -> at most k images per class (see the module docstring); fallback=False: a
     class without argmax images gets none."""
     probs = np.asarray(probs, np.float64)
-    n, c = probs.shape
+    c = probs.shape[1]
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     ranks = np.argsort(-probs, axis=1, kind="stable")
