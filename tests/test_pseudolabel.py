@@ -137,3 +137,23 @@ def test_killed_tuning_job_resumes_to_the_identical_artifact(tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert _predictions(tmp_path / "killed") == _predictions(tmp_path / "clean")
+
+
+def test_fallback_follows_nolas_rule_classes_in_order_first_occurrence_kept():
+    """Issue 19 item 2 (spec pseudolabel_prompt_tuning.md step 3 -> nola.md stage 2a): class 0 is
+    nobody's argmax; it takes the two images ranked 2nd for it (rows 3 and 0, by P_i0), relabelled 0,
+    and being first in class order keeps row 0, which class 1's own top 2 (rows 1, 0) loses. Main
+    gave class 0 only row 3 (its fallback skipped rows an argmax class had chosen). Pool order does
+    not matter, and NoLA's confident subset is the same selection."""
+    from adapt.tuning import labeller, pseudolabels
+
+    q = np.array([[0.4, 0.6, 0.0], [0.3, 0.7, 0.0], [0.1, 0.0, 0.9], [0.45, 0.55, 0.0]])
+    sel = pseudolabels.per_class_topk(q, 2)
+    assert sel.indices.tolist() == [3, 0, 1, 2] and sel.labels.tolist() == [0, 0, 1, 2]
+    assert sel.fallback == {0: 2} and sel.counts.tolist() == [2, 1, 1]
+    perm = np.array([2, 0, 3, 1])
+    again = pseudolabels.per_class_topk(q[perm], 2)
+    assert sorted(zip(perm[again.indices].tolist(), again.labels.tolist())) == sorted(
+        zip(sel.indices.tolist(), sel.labels.tolist()))
+    nola = labeller.confident_subset(q, 2)
+    assert nola.indices.tolist() == sel.indices.tolist() and nola.labels.tolist() == sel.labels.tolist()

@@ -1,37 +1,66 @@
-"""Every classification method that runs on a pool of embeddings without training, on pools of 1 to
-200 images with duplicates and an empty class (issue 19): either a clear error naming the minimum
-pool size, or the same predictions on 1 and 8 devices and under a permutation of the pool.
+"""Every registered classification method on pools of 2, 5, 8, 60 and 200 images with duplicates and an
+empty class (issue 19): either a clear error naming the minimum pool size, or the same predictions
+(and probabilities to 1e-5) on 1 and 8 devices and the same predictions under a permutation of the pool.
 
-Pools: C = 4 class embeddings, images drawn around classes 0-2 only (class 3 is empty), D = 8,
-and the last third of every pool repeats its first rows (duplicates)."""
-import jax
+The methods come from `adapt.registry.names()`: every method whose job is "classify" runs here on
+synthetic clustered features (`tests.method_inputs.pool_inputs`), at its config's defaults plus the
+VARIANTS below; a new method is swept without a change to this file. The methods that tune the model
+(TUNED) need a prompt-tuning model and pool pixels: they run through the engine on a tiny CLIP, on
+pools of 2 and 8 images on 1 device only (a run or a clear error; see `test_tuned_methods_...`).
+S3A (the realistic job, with its self-learning) runs the same way. MuSc (anomaly) checks its own
+pool-size guard: `PoolTooSmall` below its MIN_POOL (tests/test_musc.py::test_small_pools_and_the_guard).
+
+Pools: C = 4 class embeddings, images drawn around classes 0-2 only (class 3 is empty), D = 8, and the
+last third of every pool repeats its first rows (duplicates).
+Compile time is most of this file's time, so the 8-device runs pad every pool to PADDED_ROWS rows
+(one compiled shape for all sizes; masks carry the real rows), while the 1-device runs keep the
+exact pool size (no padding: the case where `N < 8` used to fail)."""
+import csv
+
 import numpy as np
 import pytest
+from PIL import Image
 
-from adapt.core import mesh as mesh_lib
+from adapt import engine, registry
 from adapt.core.config import load_config
-from adapt.core.method import MethodInputs
-from adapt.features.text import ClassTexts
-from methods import hypergraph, laplacian, zero_shot, zlap
+from adapt.core.method import CLASSIFY, PoolTooSmall
+from tests.clip_fixtures import write_tiny_clip
+from tests.method_inputs import pool_inputs
+from tests.test_conformance import _shorten
 
 D, C = 8, 4
 SIZES = [2, 5, 8, 60, 200]
-METHODS = {  # name: (module, config, method_args overrides)
-    "zero_shot": (zero_shot, "configs/zero_shot.py", {}),
-    "lshot_rectified": (laplacian, "configs/laplacian.py", {}),
-    "lshot_text": (laplacian, "configs/laplacian.py", {"prototypes": "text"}),
-    "lshot_pseudo": (laplacian, "configs/laplacian.py", {"prototypes": "pseudo"}),
-    "slk": (laplacian, "configs/laplacian.py", {"variant": "slk", "slk_max_outer": 20}),
-    "zlap_rectified": (zlap, "configs/zlap.py", {}),
-    "zlap_text": (zlap, "configs/zlap.py", {"classifier": "text", "k": 5, "gamma": 5.0, "scale_sim": False}),
-    "hypergraph": (hypergraph, "configs/hypergraph.py", {}),
+PADDED_ROWS = 200  # 8 devices x 25: every pool of the sweep fits, so one shape compiles
+TUNED = ("nola", "pseudolabel", "s3a")  # tune the model (s3a: self-learning): need it and the pixels
+OTHER_JOBS = {"musc": "anomaly: tests/test_musc.py::test_small_pools_and_the_guard"}
+VARIANTS = {  # name: (method, method_args overrides) besides each method's defaults
+    "laplacian:text": ("laplacian", {"prototypes": "text"}),
+    "laplacian:pseudo": ("laplacian", {"prototypes": "pseudo"}),
+    "laplacian:slk": ("laplacian", {"variant": "slk", "slk_max_outer": 20}),
+    "zlap:text": ("zlap", {"classifier": "text", "k": 5, "gamma": 5.0, "scale_sim": False}),
 }
-MIN_POOL = {"slk": C}
-# Open (issue 19): with duplicate images the hypergraph's hyperedge lists hold near-ties that
-# float32 rounding, which changes with the device count, orders differently; its predictions agree,
-# its scores only to 2e-3 (without duplicates: 2e-7).
-DEVICE_ATOL = {"hypergraph": 2e-3}
-GRAPH_METHODS = [m for m in METHODS if m != "zero_shot"]
+MIN_POOL = {"laplacian:slk": C}  # k-means needs one image per cluster
+ALWAYS_RUNS = {"zero_shot", "inmap"}  # no graph: a pool of one image is fine
+TUNED_SIZES = [2, 8]
+TUNED_CHEAP = {  # settings that only make the tiny runs compile faster (every epoch count is 1 anyway)
+    "nola": {"second_tower": "own_stage", "augment": "none", "descriptions": "none", "batch_size": 8,
+             "labeller_batch_size": 8},
+    "pseudolabel": {"batch_size": 8},
+    "s3a": {"n_init": 2, "search_n_init": 1},
+}
+TUNED_CLASSES = ["red", "green", "blue"]  # "blue" has no image (the empty class)
+# The hypergraph (H2, branch h-19b): on these pools its probabilities differ between 1 and 8 devices
+# (1.3e-2 at N = 5, predictions equal; near-tied hyperedge lists among duplicates), and it was seen
+# to deadlock XLA:CPU's in-process collectives under heavy load. Remove the mark at merge.
+HYPERGRAPH_XFAIL = pytest.mark.xfail(strict=False, reason="hypergraph: fixed on branch h-19b")
+
+
+def _job(name):
+    return registry.make_method(load_config(f"configs/{name}.py")).job
+
+
+SWEPT = [n for n in registry.names() if n not in TUNED and n not in OTHER_JOBS and _job(n) == CLASSIFY]
+CASES = SWEPT + list(VARIANTS)
 
 
 def _unit(a):
@@ -49,63 +78,128 @@ def _pool(n, seed=0):
     return _unit(x), _unit(centers + 0.5 * rng.normal(size=(C, D)))
 
 
-def _run(name, x, t, n_devices):
-    module, path, overrides = METHODS[name]
-    config = load_config(path)
+def _run(case, x, t, n_devices):
+    method, overrides = VARIANTS.get(case, (case, {}))
+    config = load_config(f"configs/{method}.py")
     with config.unlocked():
         config.method_args.update(overrides)
-    mesh = mesh_lib.make_mesh(n_devices)
-    xs, mask = mesh_lib.shard_rows(x, mesh)
-    texts = ClassTexts(t, None, None, [[]] * C, [[]] * C)
-    inputs = MethodInputs(xs, mask, mesh_lib.replicate(t, mesh), 10.0, {"embedding": xs}, texts, mesh,
-                          jax.random.key(0), class_names=[f"c{i}" for i in range(C)])
-    return module.make(config).run(inputs)
+    multiple = PADDED_ROWS // n_devices if n_devices > 1 else 1
+    inputs = pool_inputs(x, t, n_devices, multiple=multiple)
+    return registry.make_method(config).run(inputs._replace(class_names=[f"c{i}" for i in range(C)]))
 
 
-# Open: the hypergraph on these tiny pools, run after the other methods, was seen to deadlock the
-# in-process collectives of XLA:CPU on 8 forced devices under heavy CPU load (an all-gather that 7 of
-# 8 devices reach; the process aborts after XLA's 40 s rendezvous timeout). Reproduce: run this file
-# with six busy-loop processes beside it. Until that is understood, the hypergraph's 1-vs-8-device
-# check runs in tests/test_hypergraph.py at N = 200 only (no permutation check).
-DEVICE_CHECKED = [m for m in METHODS if m != "hypergraph"]
+def _case_param(case):
+    marks = [HYPERGRAPH_XFAIL] if case.startswith("hypergraph") else []
+    return pytest.param(case, marks=marks)
+
+
+def test_every_registered_method_is_swept_or_named_with_where_it_is_checked():
+    assert set(registry.names()) == set(SWEPT) | set(TUNED) | set(OTHER_JOBS)
+    assert all(_job(n) != CLASSIFY for n in OTHER_JOBS)
+
+
+def _order_keeping_permutation(n, seed):
+    """A random permutation of the rows of `_pool(n)` that keeps each duplicate after its original:
+    kNN ties go to the lower pool index (as in the official searches), so the graph is then the
+    same graph relabelled, and the scores may be compared, not only the predictions."""
+    perm = np.random.default_rng(seed).permutation(n)
+    where = np.argsort(perm)  # where[i]: new position of row i
+    distinct = n - n // 3
+    for i in range(n // 3):  # row distinct + i repeats row i
+        a, b = where[i], where[distinct + i]
+        if a > b:
+            perm[a], perm[b] = perm[b], perm[a]
+            where[i], where[distinct + i] = b, a
+    return perm
 
 
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("name", DEVICE_CHECKED)
-def test_predictions_agree_on_1_and_8_devices_and_under_pool_permutation(name, n):
+@pytest.mark.parametrize("case", [_case_param(c) for c in CASES])
+def test_results_agree_on_1_and_8_devices_and_under_pool_permutation(case, n):
+    """One run on 8 devices, one on 1 device with the pool permuted: the same predictions and the
+    same probabilities to 1e-5, row for row (a failure names neither cause alone; rerun with the
+    identity permutation to tell them apart)."""
     x, t = _pool(n)
-    if n < MIN_POOL.get(name, 1):  # SLK clusters: one image per class at least
-        with pytest.raises(ValueError, match=f"at least {MIN_POOL[name]} images"):
-            _run(name, x, t, 8)
+    if n < MIN_POOL.get(case, 1):
+        with pytest.raises(ValueError, match=f"at least {MIN_POOL[case]} images"):
+            _run(case, x, t, 8)
         return
-    one, eight = _run(name, x, t, 1), _run(name, x, t, 8)
+    perm = _order_keeping_permutation(n, seed=n)
+    eight, one = _run(case, x, t, 8), _run(case, x[perm], t, 1)
     assert one.probs.shape == (n, C) and np.all(np.isfinite(one.probs))
-    np.testing.assert_array_equal(one.predictions, eight.predictions)
-    np.testing.assert_allclose(one.probs, eight.probs, atol=DEVICE_ATOL.get(name, 1e-5))
-    perm = np.random.default_rng(n).permutation(n)
-    permuted = _run(name, x[perm], t, 8)
-    # duplicates make kNN ties that go to the lower pool index (as in the official searches), so
-    # the graph, hence the scores, may move under a permutation; the predictions may not
-    np.testing.assert_array_equal(permuted.predictions, eight.predictions[perm])
+    np.testing.assert_allclose(one.probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(one.predictions, eight.predictions[perm])
+    np.testing.assert_allclose(one.probs, eight.probs[perm], atol=1e-5)
 
 
-@pytest.mark.parametrize("name", GRAPH_METHODS)
-def test_a_one_image_pool_is_refused_with_the_minimum_pool_size(name):
+@pytest.mark.parametrize("case", [_case_param(c) for c in CASES if c not in ALWAYS_RUNS])
+def test_a_one_image_pool_is_refused_with_the_minimum_pool_size(case):
     x, t = _pool(3)
     with pytest.raises(ValueError, match="at least 2 images"):
-        _run(name, x[:1], t, 8)
+        _run(case, x[:1], t, 8)
 
 
-def test_zero_shot_runs_on_one_image():
+@pytest.mark.parametrize("case", sorted(ALWAYS_RUNS))
+def test_a_one_image_pool_runs_where_no_graph_is_needed(case):
     x, t = _pool(3)
-    out = _run("zero_shot", x[:1], t, 8)
-    np.testing.assert_array_equal(out.predictions, (x[:1] @ t.T).argmax(1))
+    out = _run(case, x[:1], t, 8)
+    assert out.probs.shape == (1, C) and np.allclose(out.probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(out.predictions, out.probs.argmax(1))
+    if case == "zero_shot":
+        np.testing.assert_array_equal(out.predictions, (x[:1] @ t.T).argmax(1))
 
 
-@pytest.mark.parametrize("name", list(METHODS))
-def test_a_pool_of_identical_images_gets_one_prediction_on_1_and_8_devices(name):
+@pytest.mark.parametrize("case", [_case_param(c) for c in CASES])
+def test_a_pool_of_identical_images_gets_one_prediction_on_1_and_8_devices(case):
     x, t = _pool(6)
     same = np.repeat(x[:1], 12, axis=0)
-    one, eight = _run(name, same, t, 1), _run(name, same, t, 8)
+    one, eight = _run(case, same, t, 1), _run(case, same, t, 8)
     np.testing.assert_array_equal(one.predictions, eight.predictions)
     assert len(set(eight.predictions.tolist())) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    return write_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+def _write_two_class_pool(root, n):
+    """n images alternating between the folders red/ and green/ (colour-tinted noise); blue/ empty."""
+    rng = np.random.default_rng(n)
+    for name in TUNED_CLASSES:
+        (root / name).mkdir(parents=True)
+    for i in range(n):
+        a = rng.integers(0, 60, size=(24, 24, 3), dtype=np.uint8)
+        a[..., i % 2] += 180
+        Image.fromarray(a).save(root / TUNED_CLASSES[i % 2] / f"{i}.png")
+
+
+@pytest.mark.slow  # about 70-250 s a run on the loaded 2-core machine (engine set-up and compiles)
+@pytest.mark.parametrize("n", TUNED_SIZES)
+@pytest.mark.parametrize("name", TUNED)
+def test_tuned_methods_run_or_name_the_minimum_pool_on_one_device(name, n, tmp_path, tiny_clip):
+    """The prompt tuners on 2 and 8 images, 1 device, one epoch per stage, through the engine:
+    predictions for every image, or PoolTooSmall naming the minimum (not checked on 8 devices or
+    under permutation here: each run costs seconds of compilation)."""
+    _write_two_class_pool(tmp_path / "pool", n)
+    config = load_config(f"configs/{name}.py")
+    _shorten(config)
+    with config.unlocked():
+        config.pool.path = str(tmp_path / "pool")
+        config.classes.names = TUNED_CLASSES
+        config.model.path = str(tiny_clip)
+        config.embed.cache_dir = str(tmp_path / "cache")
+        config.embed.num_devices = 1
+        config.embed.batch_size = 8
+        config.method_args.update(TUNED_CHEAP.get(name, {}))
+        if "vocabulary" in config:  # s3a: a small vocabulary (the built-in one takes minutes to embed)
+            (tmp_path / "vocabulary.txt").write_text("red\ngreen\nblue\ncat\ncar\n")
+            config.vocabulary.file = str(tmp_path / "vocabulary.txt")
+    try:
+        engine.run(config, tmp_path / "run", progress=False)
+    except PoolTooSmall as e:
+        assert "at least" in str(e)
+        return
+    with open(tmp_path / "run" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n

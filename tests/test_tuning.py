@@ -73,8 +73,8 @@ def test_fallback_takes_rank2_then_rank3_then_fails():
     probs = np.array([[0.6, 0.3, 0.1, 0.0], [0.7, 0.2, 0.1, 0.0], [0.2, 0.7, 0.0, 0.1],
                       [0.5, 0.1, 0.4, 0.0], [0.5, 0.3, 0.0, 0.2]])
     sel = pseudolabels.per_class_topk(probs, 1)
-    # Classes 2 and 3 are nobody's argmax: class 2 takes row 3 (ranks it 2nd); nobody free ranks
-    # class 3 2nd, row 4 ranks it 3rd. Rows already chosen (1 for class 0, 2 for class 1) are skipped.
+    # Classes 2 and 3 are nobody's argmax: class 2 takes row 3 (ranks it 2nd); nobody ranks class 3
+    # 2nd, rows 2 and 4 rank it 3rd and row 4 has the higher P_i3.
     assert sel.fallback == {2: 2, 3: 3}
     assert dict(zip(sel.labels.tolist(), sel.indices.tolist())) == {0: 1, 1: 2, 2: 3, 3: 4}
     with pytest.raises(pseudolabels.EmptyClassError, match="class 3"):

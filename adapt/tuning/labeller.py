@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from adapt.tuning import loop as tuning
-from adapt.tuning.pseudolabels import EmptyClassError, Selection
+from adapt.tuning.pseudolabels import Selection, per_class_topk
 
 
 def confident_k(n: int, c: int) -> int:
@@ -30,28 +30,7 @@ def confident_k(n: int, c: int) -> int:
 def confident_subset(probs: np.ndarray, k: int) -> Selection:
     """probs (N, C) -> Selection(indices (M,), labels (M,), counts (C,) after dedupe, fallback
     {class: rank used}); see the module docstring."""
-    probs = np.asarray(probs, np.float64)
-    n, c = probs.shape
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    ranks = np.argsort(-probs, axis=1, kind="stable")
-    idx, lab, used = [], [], {}
-    for cls in range(c):
-        for rank in range(min(3, c)):
-            cand = np.flatnonzero(ranks[:, rank] == cls)
-            if len(cand):
-                order = np.lexsort((cand, -probs[cand, cls]))
-                idx.append(cand[order[:k]])
-                lab.append(np.full(len(idx[-1]), cls))
-                if rank:
-                    used[cls] = rank + 1
-                break
-        else:
-            raise EmptyClassError(f"class {cls} is nobody's 1st, 2nd or 3rd prediction: no pseudo-label")
-    idx, lab = np.concatenate(idx).astype(np.int64), np.concatenate(lab).astype(np.int32)
-    _, first = np.unique(idx, return_index=True)
-    keep = np.sort(first)
-    return Selection(idx[keep], lab[keep], np.bincount(lab[keep], minlength=c), used)
+    return per_class_topk(probs, k)
 
 
 def init_mlp(seed: int, d_in: int, n_classes: int, hidden: int = 256) -> dict:

@@ -1,13 +1,15 @@
 """Pseudo-label selection shared by the tuning methods (pseudolabel_prompt_tuning.md, nola.md).
 
-`per_class_topk` is the clean, order-independent, single-label per-class top-K: for each class c
-the K images with the highest P_ic among the images whose argmax is c. A class with no argmax image
-takes the images ranked 2nd for it, then 3rd (NoLA's fallback), among images not already chosen.
-Classes are served in order and an image keeps the first label it got (NoLA's "first occurrence
-kept"; every argmax class comes first), so a class whose 2nd/3rd-choice images are all taken
-stays short, with count 0 (the spec: "a class left with fewer than K images stays short and is
-reported"; `fallback` names the rank looked at). Only a class that is nobody's 1st, 2nd or 3rd
-prediction raises. Ties are broken by the lower pool index.
+`per_class_topk` is the clean, order-independent, single-label per-class top-K with the spec's
+fallback (pseudolabel_prompt_tuning.md step 3 defers to NoLA's rule, nola.md stage 2a): for each class
+c in class order, the K images with the highest P_ic among the images whose argmax is c; a class with
+no argmax image takes the images ranked 2nd for it (then 3rd), by P_ic, relabelled c. The per-class
+lists are concatenated in class order and a repeated image keeps its first occurrence, so a class
+whose fallback images an earlier class already took stays short (count 0 possible, reported; the
+spec: "a class left with fewer than K images stays short and is reported"), and an image that an
+earlier fallback class took leaves its argmax class's list. Only a class that is nobody's 1st, 2nd
+or 3rd prediction raises. Ties are broken by the lower pool index. `fallback` names the rank used.
+NoLA's `adapt.tuning.labeller.confident_subset` is this selection.
 
 GRIP's K (`grip_k`) is the spec's floor((r + 1) N / (10 C)), which is 0 on small pools (N = 37,
 C = 10, round 1); `schedule` raises such a round to K = 1 (declared deviation: a round with K = 0
@@ -37,42 +39,36 @@ def _ranked(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
     return candidates[order[:k]]
 
 
+def _class_list(probs: np.ndarray, ranks: np.ndarray, cls: int, k: int, fallback: bool):
+    """(the <= k candidates of class cls, the rank they were taken at (1-based))."""
+    for rank in range(min(3, probs.shape[1]) if fallback else 1):
+        cand = np.flatnonzero(ranks[:, rank] == cls)
+        if len(cand):
+            return _ranked(probs[:, cls], cand, k), rank + 1
+    if not fallback:
+        return np.zeros(0, np.int64), 1
+    raise EmptyClassError(f"class {cls} is nobody's 1st, 2nd or 3rd prediction: no pseudo-label")
+
+
 def per_class_topk(probs: np.ndarray, k: int, *, fallback: bool = True) -> Selection:
-    """probs (N, C) -> at most k images per class (see the module docstring)."""
+    """probs (N, C) -> at most k images per class (see the module docstring); fallback=False: a
+    class without argmax images gets none."""
     probs = np.asarray(probs, np.float64)
-    n, c = probs.shape
+    c = probs.shape[1]
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     ranks = np.argsort(-probs, axis=1, kind="stable")
-    taken = np.zeros(n, bool)
-    chosen: dict[int, np.ndarray] = {}
+    idx, lab, used = [], [], {}
     for cls in range(c):
-        cand = np.flatnonzero(ranks[:, 0] == cls)
-        if len(cand):
-            chosen[cls] = _ranked(probs[:, cls], cand, k)
-            taken[chosen[cls]] = True
-    used = {}
-    for cls in range(c):
-        if cls in chosen:
-            continue
-        if not fallback:
-            chosen[cls] = np.zeros(0, np.int64)
-            continue
-        ranked_by = [rank for rank in (1, 2) if rank < c and np.any(ranks[:, rank] == cls)]
-        if not ranked_by:
-            raise EmptyClassError(f"class {cls} is nobody's 1st, 2nd or 3rd prediction: no pseudo-label")
-        chosen[cls] = np.zeros(0, np.int64)  # every candidate already chosen: the class stays short
-        used[cls] = ranked_by[-1] + 1
-        for rank in ranked_by:
-            cand = np.flatnonzero((ranks[:, rank] == cls) & ~taken)
-            if len(cand):
-                chosen[cls] = _ranked(probs[:, cls], cand, k)
-                taken[chosen[cls]] = True
-                used[cls] = rank + 1
-                break
-    idx = np.concatenate([chosen[c_] for c_ in range(c)]).astype(np.int64)
-    lab = np.concatenate([np.full(len(chosen[c_]), c_) for c_ in range(c)]).astype(np.int32)
-    return Selection(idx, lab, np.array([len(chosen[c_]) for c_ in range(c)]), used)
+        chosen, rank = _class_list(probs, ranks, cls, k, fallback)
+        idx.append(chosen)
+        lab.append(np.full(len(chosen), cls))
+        if rank > 1:
+            used[cls] = rank
+    idx, lab = np.concatenate(idx).astype(np.int64), np.concatenate(lab).astype(np.int32)
+    _, first = np.unique(idx, return_index=True)
+    keep = np.sort(first)
+    return Selection(idx[keep], lab[keep], np.bincount(lab[keep], minlength=c), used)
 
 
 def grip_k(n: int, c: int, round_index: int) -> int:
