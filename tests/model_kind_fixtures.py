@@ -28,7 +28,10 @@ def open_clip_model_module():
 
     if "open_clip.model" in sys.modules:
         return sys.modules["open_clip.model"], Path(sys.modules["open_clip.model"].__file__).parent
-    root = Path(importlib.util.find_spec("open_clip").origin).parent
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None:
+        raise ImportError("open_clip_torch is not installed: `bash .ci/setup test` installs it (--no-deps)")
+    root = Path(spec.origin).parent
     misc = types.ModuleType("torchvision.ops.misc")
     misc.FrozenBatchNorm2d = type("FrozenBatchNorm2d", (), {})
     stubs = {"torchvision": types.ModuleType("torchvision"), "torchvision.ops": types.ModuleType("torchvision.ops"),
