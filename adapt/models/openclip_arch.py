@@ -7,6 +7,14 @@ unless given), MLP width = int(width * mlp_ratio) (4.0 unless given), text MLP =
 eps 1e-5; GELU (exact) unless the name ends in "-quickgelu", which selects QuickGELU
 (x * sigmoid(1.702 x)), as open_clip's `quick_gelu` flag does for any name.
 
+Which activation a checkpoint needs is not in its file. OpenAI-initialised towers use QuickGELU: open_clip
+builds QuickGELU whenever it loads `pretrained="openai"`. GeoRSCLIP's code loads its ViT-B-32 and
+ViT-L-14 files into `pretrained="openai"` models (so `ViT-B-32-quickgelu`, `ViT-L-14-quickgelu`), its
+ViT-H-14 into a LAION one (`ViT-H-14`). RemoteCLIP's own loading snippet builds plain `ViT-B-32`
+(GELU) although its weights descend from OpenAI's; `ViT-B-32` reproduces what its authors run,
+`ViT-B-32-quickgelu` the activation of its initialisation (which scores better is untested here: no
+real weights offline).
+
 Text pooling: OpenCLIP pools at `argmax(ids)` (the end-of-text id 49407 is the largest id); our text
 tower applies that rule when `eos_token_id == 2` (transformers' legacy flag), so the config says 2.
 
