@@ -12,7 +12,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from adapt import cli
 from adapt.models import load_model
 from adapt.models.clip import jit_call
-from adapt.models.metaclip2 import MetaClip2Model, load_metaclip2
+from adapt.models.metaclip2 import MetaClip2Model, from_tensors, load_metaclip2, parse_config
+from adapt.models.metaclip2_tokenizer import MetaClip2Tokenizer
 from tests.clip_fixtures import TEXT_B, TINY_TEXT, TINY_VISION, VIT_B32
 from tests.model_kind_fixtures import embed_on_1_and_8_devices, randomize_, write_pool
 
@@ -38,18 +39,20 @@ def write_tokenizer(folder) -> int:
     return tok.get_vocab_size()
 
 
-def write_metaclip2(folder, vision: dict, text: dict, projection_dim: int, seed: int, **text_extra):
-    """A random MetaClip2Model (built on the meta device, filled by `randomize_`) saved with its tokenizer."""
+def write_metaclip2(folder, vision: dict, text: dict, projection_dim: int, seed: int, save: bool = True):
+    """A random MetaClip2Model (built on the meta device, filled by `randomize_`) with its tokenizer in
+    `folder`, saved there with `save_pretrained` unless `save` is False."""
     from transformers import MetaClip2Config, MetaClip2Model as HFMetaClip2
 
     folder.mkdir(parents=True)
     vocab = write_tokenizer(folder)
-    cfg = MetaClip2Config(text_config={**text, "vocab_size": vocab, **SPECIAL, **text_extra},
+    cfg = MetaClip2Config(text_config={**text, "vocab_size": vocab, **SPECIAL},
                           vision_config=dict(vision), projection_dim=projection_dim)
     with torch.device("meta"):
         hf = HFMetaClip2(cfg)
     hf = randomize_(hf.to_empty(device="cpu"), seed)
-    hf.save_pretrained(folder)
+    if save:
+        hf.save_pretrained(folder)
     return folder, hf
 
 
@@ -93,9 +96,12 @@ def test_tiny_parity_first_eos_pooling(tiny):
 
 def test_real_config_vit_b32_parity(tmp_path):
     """ViT-B-32 image tower and the base text tower at their real shapes; the vocabulary is the test
-    tokenizer's (the real XLM-V table, 901,629 x 512, only adds embedding rows)."""
-    path, hf = write_metaclip2(tmp_path / "b32", VIT_B32, TEXT_B, 512, seed=3)
-    model = load_metaclip2(path)
+    tokenizer's (the real XLM-V table, 901,629 x 512, only adds embedding rows). Mapped from the
+    in-memory tensors: the folder reader is covered by the tiny checkpoint (600 MB of IO costs seconds)."""
+    path, hf = write_metaclip2(tmp_path / "b32", VIT_B32, TEXT_B, 512, seed=3, save=False)
+    cfg = parse_config(hf.config.to_dict())
+    model = from_tensors({k: v.numpy() for k, v in hf.state_dict().items()}, cfg)
+    model.tokenizer = MetaClip2Tokenizer(path, cfg.text.vocab_size, cfg.text.eos_token_id)
     x = pixels(224, 1)
     want_img, want_txt = oracle(hf, x, model.tokenize(TEXTS[:2]))
     np.testing.assert_allclose(jit_call(model, "encode_images", jnp.asarray(x)), want_img, atol=1e-4)

@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 from adapt import cli
 from adapt.models import load_model
 from adapt.models.clip import jit_call
-from adapt.models.openclip import load_openclip, read_state_dict
+from adapt.models.openclip import from_state_dict, load_openclip, read_state_dict
 from adapt.models.openclip_arch import ARCHS, arch_config
 from adapt.output.artifact import load as load_artifact
 from tests.model_kind_fixtures import embed_on_1_and_8_devices, open_clip_model_module, randomize_, write_pool
@@ -95,6 +95,7 @@ def test_arch_table_matches_open_clip_configs():
 
 
 def test_tiny_parity_wrapped_checkpoint(tiny):
+    """QuickGELU tiny tower from a {"state_dict": {"module.*": ...}} torch.save file."""
     path, ref, _ = tiny
     model = load_model("openclip", str(path), arch=TINY + "-quickgelu")
     x = pixels(32, 3)
@@ -104,9 +105,7 @@ def test_tiny_parity_wrapped_checkpoint(tiny):
     np.testing.assert_allclose(model.encode_texts(TEXTS), want_txt, atol=1e-5)
     assert model.logit_scale == pytest.approx(1 / 0.07, rel=1e-5)
     assert model.model_id == f"openclip:{TINY}-quickgelu:ckpt.pt" and len(model.weights_hash) == 16
-    # plain GELU is a different model: the activation flag matters
-    gelu = load_openclip(path, TINY)
-    assert np.abs(np.asarray(jit_call(gelu, "encode_images", jnp.asarray(x))) - want_img).max() > 1e-4
+    # GELU (names without -quickgelu) is checked against open_clip at the real ViT-B-32 config below
 
 
 def test_file_formats_read_the_same_tensors(tiny, tmp_path):
@@ -120,12 +119,11 @@ def test_file_formats_read_the_same_tensors(tiny, tmp_path):
         assert all(np.array_equal(got[k], v) and got[k].dtype == np.float32 for k, v in sd.items()), f
 
 
-def test_real_config_vit_b32_parity(tmp_path):
-    """Random weights at open_clip's ViT-B-32 (its own JSON config); safetensors here, the torch pickle
-    reader is covered by the tiny checkpoints."""
+def test_real_config_vit_b32_parity():
+    """Random weights at open_clip's ViT-B-32 (its own JSON config), mapped from the in-memory state
+    dict (the file readers are covered by the tiny checkpoints; 600 MB of file IO would cost seconds)."""
     ref = torch_openclip("ViT-B-32", seed=3)
-    save_file({k: v.numpy() for k, v in ref.state_dict().items()}, tmp_path / "b32.safetensors")
-    model = load_openclip(tmp_path / "b32.safetensors", "ViT-B-32")
+    model = from_state_dict({k: v.numpy() for k, v in ref.state_dict().items()}, "ViT-B-32")
     x = pixels(224, 1)
     want_img, want_txt = oracle(ref, x, model.tokenize(TEXTS[:2]))
     np.testing.assert_allclose(jit_call(model, "encode_images", jnp.asarray(x)), want_img, atol=1e-4)

@@ -61,6 +61,16 @@ def parse_config(raw: dict) -> ClipConfig:
     return clip_load.parse_config({**raw, "model_type": "clip"})
 
 
+def from_tensors(tensors: dict[str, np.ndarray], cfg: ClipConfig, where: str = "MetaCLIP 2 state dict") -> MetaClip2Model:
+    """Hugging Face-named float32 tensors -> MetaClip2Model (no tokenizer, default preprocessing)."""
+    clip_load.check_tensors(tensors, cfg, where)
+    graphdef, state = nnx.split(MetaClip2Model(cfg, rngs=None))
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, clip_load.to_pure_dict(tensors, cfg)))
+    model = nnx.merge(graphdef, state)
+    model.logit_scale = float(np.exp(tensors["logit_scale"]))
+    return model
+
+
 def load_metaclip2(path: str | Path) -> MetaClip2Model:
     """A Hugging Face MetaCLIP 2 folder -> MetaClip2Model. Missing tokenizer.json: FileNotFoundError;
     missing or misshapen tensors: one ValueError naming each."""
@@ -71,13 +81,9 @@ def load_metaclip2(path: str | Path) -> MetaClip2Model:
     files = checkpoint.weight_files(folder, "MetaCLIP 2")
     tokenizer = MetaClip2Tokenizer(folder, cfg.text.vocab_size, cfg.text.eos_token_id)
     tensors, digest = checkpoint.read_weights(files)
-    clip_load.check_tensors(tensors, cfg, str(folder))
-    graphdef, state = nnx.split(MetaClip2Model(cfg, rngs=None))
-    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, clip_load.to_pure_dict(tensors, cfg)))
-    model = nnx.merge(graphdef, state)
+    model = from_tensors(tensors, cfg, str(folder))
     model.model_id = f"metaclip2:{folder.name}"
     model.weights_hash = digest[:16]
     model.preprocess = Preprocess(**clip_load.read_preprocess(folder, cfg.vision.image_size))
-    model.logit_scale = float(np.exp(tensors["logit_scale"]))
     model.tokenizer = tokenizer
     return model

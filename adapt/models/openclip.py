@@ -20,6 +20,7 @@ The tokenizer is OpenCLIP's default for these names, the CLIP BPE tokenizer this
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 from pathlib import Path
 
@@ -148,23 +149,34 @@ def to_pure_dict(sd: dict[str, np.ndarray], cfg: ClipConfig) -> dict:
     return {"vision": vision, "text": text}
 
 
+def from_state_dict(sd: dict[str, np.ndarray], arch: str, where: str = "OpenCLIP state dict") -> CLIPModel:
+    """An unwrapped OpenCLIP state dict (float32 arrays) and its architecture name -> CLIPModel;
+    model_id and weights_hash are the caller's to set."""
+    cfg = arch_config(arch)
+    check_tensors(sd, cfg, f"{where} read as {arch}")
+    graphdef, state = nnx.split(CLIPModel(cfg, rngs=None))
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, to_pure_dict(sd, cfg)))
+    model = nnx.merge(graphdef, state)
+    model.model_id = f"openclip:{arch}"
+    model.preprocess = Preprocess(image_size=cfg.vision.image_size, resize_size=cfg.vision.image_size)
+    model.logit_scale = float(np.exp(sd["logit_scale"].reshape(())))
+    model.tokenizer = shipped_tokenizer()
+    return model
+
+
 def load_openclip(path: str | Path, arch: str) -> CLIPModel:
     """An OpenCLIP checkpoint file and its architecture name -> CLIPModel (see the module docstring)."""
     file = Path(path).expanduser().resolve()
     if not arch:
         raise ValueError(f"OpenCLIP checkpoint {file}: set model.arch to its architecture name (e.g. "
                          "ViT-B-32, ViT-B-32-quickgelu, ViT-L-14); the file does not say")
-    cfg = arch_config(arch)
+    arch_config(arch)  # an unknown name fails before the file is read
     if not file.is_file():
         raise FileNotFoundError(f"OpenCLIP checkpoint file {file} does not exist")
-    sd = read_state_dict(file)
-    check_tensors(sd, cfg, f"OpenCLIP checkpoint {file} read as {arch}")
-    graphdef, state = nnx.split(CLIPModel(cfg, rngs=None))
-    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, to_pure_dict(sd, cfg)))
-    model = nnx.merge(graphdef, state)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # hashing releases the GIL
+        digest = pool.submit(checkpoint.files_sha256, [file])
+        sd = read_state_dict(file)
+    model = from_state_dict(sd, arch, f"OpenCLIP checkpoint {file}")
     model.model_id = f"openclip:{arch}:{file.name}"
-    model.weights_hash = checkpoint.files_sha256([file])[:16]
-    model.preprocess = Preprocess(image_size=cfg.vision.image_size, resize_size=cfg.vision.image_size)
-    model.logit_scale = float(np.exp(sd["logit_scale"].reshape(())))
-    model.tokenizer = shipped_tokenizer()
+    model.weights_hash = digest.result()[:16]
     return model
