@@ -151,6 +151,8 @@ def test_clear_errors(tiny, tmp_path):
         load_model("auto", str(path))  # a file: auto cannot tell without the architecture
     with pytest.raises(ValueError, match="only with model.kind=openclip"):
         load_model("clip", str(path), arch=TINY)
+    with pytest.raises(ValueError, match="is a folder"):
+        load_model("openclip", str(tmp_path), arch=TINY)
     (tmp_path / "w.ckpt").write_bytes(b"")
     with pytest.raises(ValueError, match="unknown file type"):
         load_openclip(tmp_path / "w.ckpt", TINY)

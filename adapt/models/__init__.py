@@ -53,8 +53,8 @@ IMAGE_ONLY = ("vit", "dinov2")  # DINO (ViTModel) and DINOv2 checkpoints
 def load_image_encoder(path: str):
     """A frozen image tower from a local folder, by its config.json `model_type`.
 
-    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip": the CLIP model (its
-    `encode_images` is the image tower). The result has model_id, weights_hash, preprocess, embed_dim
+    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip" / "metaclip_2": the CLIP /
+    MetaCLIP 2 model (its `encode_images` is the image tower). The result has model_id, weights_hash, preprocess, embed_dim
     and `encode_images(pixels (B, H, W, 3)) -> (B, D)` L2-normalised, so `embed_pool` can cache it.
     """
     if not path:

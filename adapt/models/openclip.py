@@ -171,6 +171,9 @@ def load_openclip(path: str | Path, arch: str) -> CLIPModel:
         raise ValueError(f"OpenCLIP checkpoint {file}: set model.arch to its architecture name (e.g. "
                          "ViT-B-32, ViT-B-32-quickgelu, ViT-L-14); the file does not say")
     arch_config(arch)  # an unknown name fails before the file is read
+    if file.is_dir():
+        raise ValueError(f"OpenCLIP checkpoint {file} is a folder: model.kind=openclip takes one state-dict "
+                         f"file ({', '.join(SUFFIXES)}); a Hugging Face folder loads with model.kind=auto")
     if not file.is_file():
         raise FileNotFoundError(f"OpenCLIP checkpoint file {file} does not exist")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # hashing releases the GIL
