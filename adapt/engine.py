@@ -133,7 +133,7 @@ def _metrics(config, model, pool, rows, classes, texts, out: MethodOutputs, base
 def _write_outputs(folder: Path, config, model, out, metrics, classes, labels, item_ids) -> list[str]:
     """Classifier, predictions and plots into `folder` (the staging folder); returns the plots."""
     artifact.save(folder / "classifier", head=out.head, class_names=classes.names, model=model,
-                  model_source=model_source(config.model.kind, config.model.path),
+                  model_source=model_source(config.model.kind, config.model.path, config.model.get("arch", "")),
                   method=config.method, config_json=config.to_json(), metrics=metrics,
                   embed_batch=config.embed.batch_size, extra_tensors=out.model_params,
                   model_setup=out.model_setup)

@@ -68,7 +68,8 @@ def job_mesh(config):
 
 def load_job_model(config):
     """The frozen model the config names (looked up on `adapt.models` at call time)."""
-    return models.load_model(config.model.kind, config.model.path, config.model.grounding)
+    return models.load_model(config.model.kind, config.model.path, config.model.grounding,
+                             config.model.get("arch", ""))
 
 
 def embed_options(config) -> EmbedOptions:

@@ -1,9 +1,11 @@
 """Frozen towers and the loader that picks one from a config.
 
-`load_model(kind, path)`: an empty path means the embedded offline default model; a folder is read
-as a checkpoint whose kind comes from its `config.json` (`model_type`).
+`load_model(kind, path, grounding, arch)`: an empty path means the embedded offline default model; a
+folder is read as a checkpoint whose kind comes from its `config.json` (`model_type`); a single
+`.pt`/`.bin`/`.safetensors` file is an OpenCLIP state dict, whose architecture `arch` names.
 `load_image_encoder(path)`: a second, image-only frozen tower (DINO / DINOv2, or a CLIP image side).
-Towers: clip (clip_load, clip_text, clip_vision), dino (dino_load), the offline default (offline:
+Towers: clip (clip_load, clip_text, clip_vision), openclip (openclip_arch: OpenCLIP state dicts on
+the CLIP towers), metaclip2 (metaclip2_tokenizer), dino (dino_load), the offline default (offline:
 efficientnet + minilm tied through grounding and imagenet_texts), resnet_onnx; shared: base,
 checkpoint (reading a checkpoint folder), torch_pickle, tokenizer, preprocess (pixels for a tower).
 May import: core, data, vocab.
@@ -15,21 +17,34 @@ from pathlib import Path
 
 from adapt.models.clip import load_clip
 from adapt.models.dino import load_dino
+from adapt.models.metaclip2 import load_metaclip2
 from adapt.models.offline import load_offline_default
+from adapt.models.openclip import SUFFIXES as OPENCLIP_SUFFIXES, load_openclip
 
 
-def model_kind(path: str) -> str:
+def model_kind(path: str, arch: str = "") -> str:
+    """The kind of the checkpoint at `path`: a folder by its config.json `model_type`; a state-dict file
+    is "openclip" when `arch` names its architecture (the file itself does not say)."""
     folder = Path(path)
+    if folder.is_file():
+        if folder.suffix in OPENCLIP_SUFFIXES and arch:
+            return "openclip"
+        raise ValueError(f"model path {path} is a single file, which auto cannot tell apart: an OpenCLIP "
+                         "state dict needs model.kind=openclip and model.arch (e.g. ViT-B-32); Hugging Face "
+                         "checkpoints are folders with a config.json")
     config = folder / "config.json"
     if not config.is_file():
         raise FileNotFoundError(f"model folder {path} has no config.json")
     model_type = json.loads(config.read_text()).get("model_type", "")
     if model_type == "clip":
         return "clip"
+    if model_type == "metaclip_2":
+        return "metaclip2"
     if model_type in IMAGE_ONLY:
         raise ValueError(f"model folder {path}: model_type {model_type!r} is an image-only encoder "
                          "(no text tower); use it as a second image tower (load_image_encoder)")
-    raise ValueError(f"model folder {path}: model_type {model_type!r} is not supported (expected 'clip')")
+    raise ValueError(f"model folder {path}: model_type {model_type!r} is not supported (expected 'clip' or "
+                     "'metaclip_2')")
 
 
 IMAGE_ONLY = ("vit", "dinov2")  # DINO (ViTModel) and DINOv2 checkpoints
@@ -38,8 +53,8 @@ IMAGE_ONLY = ("vit", "dinov2")  # DINO (ViTModel) and DINOv2 checkpoints
 def load_image_encoder(path: str):
     """A frozen image tower from a local folder, by its config.json `model_type`.
 
-    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip": the CLIP model (its
-    `encode_images` is the image tower). The result has model_id, weights_hash, preprocess, embed_dim
+    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip" / "metaclip_2": the CLIP /
+    MetaCLIP 2 model (its `encode_images` is the image tower). The result has model_id, weights_hash, preprocess, embed_dim
     and `encode_images(pixels (B, H, W, 3)) -> (B, D)` L2-normalised, so `embed_pool` can cache it.
     """
     if not path:
@@ -55,15 +70,20 @@ def load_image_encoder(path: str):
         return load_dino(path)
     if model_type == "clip":
         return load_clip(path)
+    if model_type == "metaclip_2":
+        return load_metaclip2(path)
     raise ValueError(f"image encoder folder {path}: model_type {model_type!r} is not supported "
-                     f"(expected one of {', '.join(repr(k) for k in (*IMAGE_ONLY, 'clip'))})")
+                     f"(expected one of {', '.join(repr(k) for k in (*IMAGE_ONLY, 'clip', 'metaclip_2'))})")
 
 
-def load_model(kind: str = "auto", path: str = "", grounding: str = "wordnet"):
+def load_model(kind: str = "auto", path: str = "", grounding: str = "wordnet", arch: str = ""):
     """Returns a frozen model (see adapt.models.base). `grounding` ("wordnet" | "none") is the
-    offline model's class-name tie (adapt/models/grounding.py); CLIP checkpoints ignore it."""
+    offline model's class-name tie (adapt/models/grounding.py); CLIP checkpoints ignore it. `arch`
+    names an OpenCLIP state dict's architecture (adapt/models/openclip_arch.py); other kinds refuse it."""
     if kind == "auto":
-        kind = model_kind(path) if path else "offline"
+        kind = model_kind(path, arch) if path else "offline"
+    if arch and kind != "openclip":
+        raise ValueError(f"model.arch={arch!r} is read only with model.kind=openclip (got kind {kind!r})")
     if kind == "offline":
         if path:
             raise ValueError("model.kind='offline' takes no model.path")
@@ -72,9 +92,17 @@ def load_model(kind: str = "auto", path: str = "", grounding: str = "wordnet"):
         if not path:
             raise ValueError("model.kind='clip' needs model.path, a local checkpoint folder")
         return load_clip(path)
-    raise ValueError(f"unknown model kind {kind!r}; expected auto, offline or clip")
+    if kind == "openclip":
+        if not path:
+            raise ValueError("model.kind='openclip' needs model.path, a .pt/.bin/.safetensors state dict file")
+        return load_openclip(path, arch)
+    if kind == "metaclip2":
+        if not path:
+            raise ValueError("model.kind='metaclip2' needs model.path, a local checkpoint folder")
+        return load_metaclip2(path)
+    raise ValueError(f"unknown model kind {kind!r}; expected auto, offline, clip, openclip or metaclip2")
 
 
-def model_source(kind: str, path: str) -> dict:
-    """How an artifact records where its model comes from."""
-    return dict(kind=kind, path=str(Path(path).resolve()) if path else "")
+def model_source(kind: str, path: str, arch: str = "") -> dict:
+    """How an artifact records where its model comes from (`arch`: only when set, OpenCLIP files)."""
+    return dict(kind=kind, path=str(Path(path).resolve()) if path else "", **({"arch": arch} if arch else {}))

@@ -116,7 +116,7 @@ class Classifier:
     def model(self):
         if self._model is None:
             m = self.meta["model"]
-            model = models.load_model(kind=m.get("kind", "auto"), path=m.get("path", ""))
+            model = models.load_model(kind=m.get("kind", "auto"), path=m.get("path", ""), arch=m.get("arch", ""))
             if model.weights_hash != m["weights_hash"]:
                 raise ValueError(f"the model at {m.get('path') or m['id']} has weights hash "
                                  f"{model.weights_hash}, the artifact was made with {m['weights_hash']}")

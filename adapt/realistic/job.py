@@ -128,7 +128,8 @@ def _write_outputs(staged, config, model, pool, kept, vocab, clf, out: Realistic
                    metrics) -> list[dict]:
     """classifier/, predictions.csv, cvpr.npz and candidates.json; returns the candidates rows."""
     artifact.save(staged / "classifier", head=out.head, class_names=out.class_names,
-                  model=model, model_source=model_source(config.model.kind, config.model.path),
+                  model=model, model_source=model_source(config.model.kind, config.model.path,
+                                                        config.model.get("arch", "")),
                   method=config.method, config_json=config.to_json(), metrics=metrics,
                   embed_batch=config.embed.batch_size, extra_tensors=out.model_params,
                   model_setup=out.model_setup)
