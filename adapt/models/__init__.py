@@ -3,7 +3,7 @@
 `load_model(kind, path)`: an empty path means the embedded offline default model; a folder is read
 as a checkpoint whose kind comes from its `config.json` (`model_type`).
 `load_image_encoder(path)`: a second, image-only frozen tower (DINO / DINOv2, or a CLIP image side).
-Towers: clip (clip_load, clip_text, clip_vision), dino (dino_load), the offline default (offline:
+Towers: clip (clip_load, clip_text, clip_vision), siglip / siglip2 (siglip, siglip_load, siglip_towers), dino (dino_load), the offline default (offline:
 efficientnet + minilm tied through grounding and imagenet_texts), resnet_onnx; shared: base,
 checkpoint (reading a checkpoint folder), torch_pickle, tokenizer, preprocess (pixels for a tower).
 May import: core, data, vocab.
@@ -16,6 +16,7 @@ from pathlib import Path
 from adapt.models.clip import load_clip
 from adapt.models.dino import load_dino
 from adapt.models.offline import load_offline_default
+from adapt.models.siglip import load_siglip
 
 
 def model_kind(path: str) -> str:
@@ -26,13 +27,16 @@ def model_kind(path: str) -> str:
     model_type = json.loads(config.read_text()).get("model_type", "")
     if model_type == "clip":
         return "clip"
+    if model_type in SIGLIP_KINDS:
+        return model_type
     if model_type in IMAGE_ONLY:
         raise ValueError(f"model folder {path}: model_type {model_type!r} is an image-only encoder "
                          "(no text tower); use it as a second image tower (load_image_encoder)")
-    raise ValueError(f"model folder {path}: model_type {model_type!r} is not supported (expected 'clip')")
+    raise ValueError(f"model folder {path}: model_type {model_type!r} is not supported (expected 'clip', 'siglip' or 'siglip2')")
 
 
 IMAGE_ONLY = ("vit", "dinov2")  # DINO (ViTModel) and DINOv2 checkpoints
+SIGLIP_KINDS = ("siglip", "siglip2")  # SiglipModel, Siglip2Model (model_type in config.json)
 
 
 def load_image_encoder(path: str):
@@ -72,7 +76,14 @@ def load_model(kind: str = "auto", path: str = "", grounding: str = "wordnet"):
         if not path:
             raise ValueError("model.kind='clip' needs model.path, a local checkpoint folder")
         return load_clip(path)
-    raise ValueError(f"unknown model kind {kind!r}; expected auto, offline or clip")
+    if kind in SIGLIP_KINDS:
+        if not path:
+            raise ValueError(f"model.kind={kind!r} needs model.path, a local checkpoint folder")
+        found = model_kind(path)
+        if found != kind:
+            raise ValueError(f"model.kind={kind!r} but {path}/config.json has model_type {found!r}")
+        return load_siglip(path)
+    raise ValueError(f"unknown model kind {kind!r}; expected auto, offline, clip, siglip or siglip2")
 
 
 def model_source(kind: str, path: str) -> dict:
