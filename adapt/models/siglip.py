@@ -17,8 +17,8 @@ cropping; the NaFlex processor keeps the aspect ratio), so non-square images see
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
