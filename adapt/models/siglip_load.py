@@ -115,20 +115,24 @@ def _map_head(t: dict[str, np.ndarray], width: int) -> dict:
             "fc1": linear(t, f"{h}.mlp.fc1"), "fc2": linear(t, f"{h}.mlp.fc2")}
 
 
-def to_pure_dict(t: dict[str, np.ndarray], cfg: SiglipConfig) -> dict:
-    """Checked HF tensors -> the nested parameter dict of `SiglipModel` (`nnx.to_pure_dict` layout)."""
-    v, e = cfg.vision, "vision_model.embeddings"
+def vision_pure_dict(t: dict[str, np.ndarray], v: SiglipVisionConfig) -> dict:
+    """Checked HF `vision_model.*` tensors -> the parameter dict of `SiglipVisionTower`."""
+    e = "vision_model.embeddings"
     w = t[f"{e}.patch_embedding.weight"]
     kernel = w.T if v.naflex else patch_kernel(w)  # NaFlex patches are already (row, column, channel)
-    vision = {"patch": {"kernel": kernel, "bias": t[f"{e}.patch_embedding.bias"]},
-              "pos_embedding": t[f"{e}.position_embedding.weight"],
-              "layers": {i: _block(t, f"vision_model.encoder.layers.{i}") for i in range(v.depth)},
-              "post_ln": layer_norm(t, "vision_model.post_layernorm"), "head": _map_head(t, v.width)}
+    return {"patch": {"kernel": kernel, "bias": t[f"{e}.patch_embedding.bias"]},
+            "pos_embedding": t[f"{e}.position_embedding.weight"],
+            "layers": {i: _block(t, f"vision_model.encoder.layers.{i}") for i in range(v.depth)},
+            "post_ln": layer_norm(t, "vision_model.post_layernorm"), "head": _map_head(t, v.width)}
+
+
+def to_pure_dict(t: dict[str, np.ndarray], cfg: SiglipConfig) -> dict:
+    """Checked HF tensors -> the nested parameter dict of `SiglipModel` (`nnx.to_pure_dict` layout)."""
     text = {"token_embedding": t["text_model.embeddings.token_embedding.weight"],
             "pos_embedding": t["text_model.embeddings.position_embedding.weight"],
             "layers": {i: _block(t, f"text_model.encoder.layers.{i}") for i in range(cfg.text.depth)},
             "final_ln": layer_norm(t, "text_model.final_layer_norm"), "head": linear(t, "text_model.head")}
-    return {"vision": vision, "text": text}
+    return {"vision": vision_pure_dict(t, cfg.vision), "text": text}
 
 
 def read_preprocess(folder: Path, image_size: int) -> dict:
