@@ -254,6 +254,7 @@ def test_kinds_and_bad_checkpoints(tmp_path, tiny):
     path, _, model = tiny
     kind = model.cfg.kind
     assert models.model_kind(str(path)) == kind
+    assert models.load_image_encoder(str(path)).model_id == model.model_id  # usable as a second tower
     other = "siglip2" if kind == "siglip" else "siglip"
     with pytest.raises(ValueError, match=f"model.kind='{other}'.*model_type '{kind}'"):
         models.load_model(other, str(path))

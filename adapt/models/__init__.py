@@ -42,7 +42,7 @@ SIGLIP_KINDS = ("siglip", "siglip2")  # SiglipModel, Siglip2Model (model_type in
 def load_image_encoder(path: str):
     """A frozen image tower from a local folder, by its config.json `model_type`.
 
-    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip": the CLIP model (its
+    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip", "siglip", "siglip2": the model (its
     `encode_images` is the image tower). The result has model_id, weights_hash, preprocess, embed_dim
     and `encode_images(pixels (B, H, W, 3)) -> (B, D)` L2-normalised, so `embed_pool` can cache it.
     """
@@ -59,8 +59,10 @@ def load_image_encoder(path: str):
         return load_dino(path)
     if model_type == "clip":
         return load_clip(path)
+    if model_type in SIGLIP_KINDS:
+        return load_siglip(path)
     raise ValueError(f"image encoder folder {path}: model_type {model_type!r} is not supported "
-                     f"(expected one of {', '.join(repr(k) for k in (*IMAGE_ONLY, 'clip'))})")
+                     f"(expected one of {', '.join(repr(k) for k in (*IMAGE_ONLY, 'clip', *SIGLIP_KINDS))})")
 
 
 def load_model(kind: str = "auto", path: str = "", grounding: str = "wordnet"):
