@@ -47,7 +47,7 @@ class SiglipModel(CLIPModel):
         self.embed_dim = cfg.embed_dim
         self.logit_scale = 10.0
         self.logit_bias = -10.0
-        self.tokenizer: siglip_load.SiglipTokenizer | None = None
+        self.tokenizer: siglip_load.FolderTokenizer | None = None
 
     def encode_patches(self, patches: jax.Array, spatial: jax.Array, mask: jax.Array,
                        normalize: bool = True) -> jax.Array:

@@ -146,7 +146,7 @@ def read_preprocess(folder: Path, image_size: int) -> dict:
     return d
 
 
-class SiglipTokenizer:
+class FolderTokenizer:
     """Texts -> `(N, T)` int32 ids, padded to T ("max_length") and truncated, by the folder's tokenizer."""
 
     def __init__(self, backend, source: str):
@@ -167,7 +167,7 @@ class SiglipTokenizer:
         return np.asarray(enc["input_ids"], np.int32).reshape(len(texts), context_length)
 
 
-def load_tokenizer(folder: Path, kind: str) -> SiglipTokenizer:
+def load_tokenizer(folder: Path, kind: str) -> FolderTokenizer:
     """The folder's tokenizer; FileNotFoundError naming the folder and the files it needs."""
     if not any((folder / n).is_file() for n in TOKENIZER_FILES):
         raise FileNotFoundError(f"{KINDS[kind]} checkpoint folder {folder}: no tokenizer files (needs "
@@ -179,7 +179,7 @@ def load_tokenizer(folder: Path, kind: str) -> SiglipTokenizer:
         backend = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except ImportError as err:  # SentencePiece tokenizers need the sentencepiece package
         raise ImportError(f"cannot load the tokenizer of {folder}: {err} (pip install sentencepiece)") from err
-    return SiglipTokenizer(backend, str(folder))
+    return FolderTokenizer(backend, str(folder))
 
 
 def read_config(folder: Path) -> SiglipConfig:
