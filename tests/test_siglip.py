@@ -239,8 +239,9 @@ def test_prompt_hooks(tiny):
         pytest.skip("one kind is enough: the hooks are shared")
     model = nnx.clone(plain)  # the fixture's model stays plain
     model.add_text_context(init_text="x x x x")  # placeholders "X" embed as the init text: same texts
-    np.testing.assert_allclose(model.encode_context_texts(["dog", "cat"]),
-                               plain.encode_texts(["x x x x dog", "x x x x cat"]), atol=1e-5)
+    names = ["dog", "cat", "bag", "coat"]  # 4 texts: the plain text program is the parity test's, cached
+    np.testing.assert_allclose(model.encode_context_texts(names),
+                               plain.encode_texts([f"x x x x {n}" for n in names]), atol=1e-5)
     model.add_visual_prompts(2, deep=True)
     x = pixels_for(model, 2)
     assert not np.allclose(jit_call(model, "encode_images", jnp.asarray(x)), torch_images(hf, x), atol=1e-3)
