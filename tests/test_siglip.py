@@ -189,11 +189,12 @@ def test_naflex_patch_grids_and_position_resize(tiny):
     got = jit_call(model, "encode_patches", jnp.asarray(patches), jnp.asarray(spatial), jnp.asarray(mask))
     np.testing.assert_allclose(got, torch_images(hf, patches=patches, mask=mask, spatial=spatial), atol=1e-5)
     grid = np.random.default_rng(2).normal(size=(1, 3, 6, 6)).astype(np.float32)  # (1, W, g, g)
-    for h, w in ((9, 4), (3, 2)):  # against torch's own interpolate, the operation transformers restates
+    sizes = ((9, 4), (3, 2))  # up and down; one jitted call, the second grid padded to 36 rows
+    weights = np.asarray(jax.jit(resize_weights, static_argnums=(1, 2))(np.array(sizes), 6, 36))
+    for (h, w), rows in zip(sizes, weights):  # against torch's interpolate, which transformers restates
         want = torch.nn.functional.interpolate(torch.from_numpy(grid), size=(h, w), mode="bilinear",
                                                align_corners=False, antialias=True)[0].permute(1, 2, 0).reshape(h * w, 3)
-        got = resize_weights(np.array([[h, w]]), 6, h * w)[0] @ grid[0].reshape(3, 36).T
-        np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+        np.testing.assert_allclose(rows[: h * w] @ grid[0].reshape(3, 36).T, want.numpy(), atol=1e-5)
 
 
 def test_real_config_parity():
