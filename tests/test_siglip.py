@@ -197,6 +197,7 @@ def test_naflex_patch_grids_and_position_resize(tiny):
         np.testing.assert_allclose(rows[: h * w] @ grid[0].reshape(3, 36).T, want.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_real_config_parity():
     """SigLIP base patch16 224 shapes, random weights; no files: the tensors go through the loader's own
     mapping. (SigLIP 2 at its real shape, ViT-B/16 with 256 NaFlex patches, is checked by
