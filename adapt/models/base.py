@@ -7,6 +7,10 @@ A frozen model is an `nnx.Module` with these members:
   preprocess: Preprocess   how a PIL image becomes the model's input pixels
   embed_dim: int           D, the joint embedding size
   logit_scale: float       s, the temperature of zero-shot logits
+  logit_bias: float        b, the bias of a sigmoid-trained model (SigLIP, SigLIP 2): sigmoid(s cos + b)
+                           is its probability that an image and a text match; 0.0 for softmax models.
+                           Over K classes softmax(s cos) is unchanged by b and has the argmax of
+                           sigmoid(s cos + b), so methods use softmax(s cos) for every model kind.
 
   encode_images(pixels)    (B, H, W, 3) float32, already preprocessed -> (B, D), rows L2-normalised.
                            Pure and jit-able (the embedder jits it through nnx.split / nnx.merge).
@@ -56,6 +60,7 @@ class FrozenModel(Protocol):
     preprocess: Preprocess
     embed_dim: int
     logit_scale: float
+    logit_bias: float
 
     def encode_images(self, pixels): ...
 

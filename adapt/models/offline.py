@@ -110,6 +110,7 @@ class OfflineModel(nnx.Module):
     model_id = MODEL_ID
     embed_dim = 1280
     logit_scale = LOGIT_SCALE
+    logit_bias = 0.0  # softmax-trained (see adapt.models.base)
     preprocess = PREPROCESS
     class_map_view = "imagenet_probs"
 
