@@ -39,6 +39,7 @@ def get_config(arg: str = ""):
     a.k = 10  # kNN per view and per hyperedge (prototype rows keep 9k)
     a.alpha = 0.35
     a.propagations = 20  # P: F = ((1 - alpha)(I - alpha S)^-1)^P Y (official loop count; last kept)
+    a.stop = "fixed"  # label-free stopping rule (adapt/graph/stopping.py): fixed | entropy | labels
     a.tol = 1e-6  # series truncation bound
     a.refine_top = 500  # prototype refinement: mean of the top-T most similar pool images
     a.cca_floor = 1e-4  # drop CCA directions with lambda^4 below this share of the largest
