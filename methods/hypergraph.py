@@ -9,14 +9,13 @@ embeddings as prototypes (or, `prototypes="rectified"`, their soft pool means,
 "imagenet_probs", with its class map as prototypes when the model has one, else the average of the
 other views' projected prototypes); and, on request or when the model has no extra view, a
 semantic "text" view (each image's cosines to the class embeddings; prototype: the class
-embedding's own cosines). Prototypes are refined once on the pool
-(top-T self-training), the views are embedded jointly by multi-view CCA (lambda^4 weighting), and
-the C prototypes join the pool as nodes. The graph fuses per-view Gaussian kNN graphs (weighted by
-view agreement) with the hypergraph of cross-view kNN hyperedges (double z-scored), and
-propagation F = (1 - alpha)(I - alpha S)^-1 Y ranks the classes. `propagations` = P applies it P
-times, F_P = ((1 - alpha)(I - alpha S)^-1)^P Y, as the official loop does (20 times); we keep the
-last one, never the one with the best accuracy (the official script's oracle).
-"""
+embedding's own cosines). Prototypes are refined once on the pool (top-T self-training, T =
+`refine_count`), the views are embedded jointly by multi-view CCA (lambda^4 weighting), and the C
+prototypes join the pool as nodes. The graph fuses per-view Gaussian kNN graphs (weighted by view
+agreement) with the hypergraph of cross-view kNN hyperedges (double z-scored), and propagation
+F = (1 - alpha)(I - alpha S)^-1 Y ranks the classes. `propagations` = P applies it P times, as the
+official loop does (20 times), or at most P times under a label-free `stop` rule
+(adapt/graph/stopping.py); we keep that iterate, never the best one by accuracy (an oracle)."""
 from __future__ import annotations
 
 import dataclasses
@@ -37,7 +36,7 @@ from adapt.graph import sparse as graph
 from adapt.graph import stopping
 from adapt.graph.knn import blocked_knn
 
-DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (one propagation)"
+DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (P propagations or a stopping rule)"
 HYPER_SHARE = 0.75  # W = 0.25 cW + 0.75 S_hyp
 
 
@@ -95,8 +94,9 @@ def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
     embeddings (V, N'p, r) row-normalised (pool rows, then C prototypes, then padding), node_mask,
     the prototype start row and CCA info."""
     np_rows, c = views[0].shape[0], next(p for p in protos if p is not None).shape[0]
-    top = refine_count(int(refine_top), int(to_host(mask).sum()), c)
-    protos = [None if p is None else graph_cca.refine_prototypes(v, mask, jnp.asarray(p), top=top)
+    count = jnp.asarray(refine_count(int(refine_top), int(to_host(mask).sum()), c), jnp.int32)
+    top = min(int(refine_top), np_rows)  # static: the same compilation for every pool of this shape
+    protos = [None if p is None else graph_cca.refine_prototypes(v, mask, jnp.asarray(p), top=top, count=count)
               for v, p in zip(views, protos)]
     means, projs, lam, *_ = graph_cca.multiview_cca(views, mask, cca_floor)
     pad = mesh_lib.padded_size(np_rows + c, mesh) - np_rows - c
@@ -109,8 +109,9 @@ def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
 
 
 def list_widths(k: int, nodes: int) -> tuple[int, int]:
-    """(instance, prototype) kNN list widths: k and 9k, capped at the other nodes (nodes - 1)
-    so that pools smaller than 9k + 1 nodes keep every node (the official code assumes N' > 9k)."""
+    """(instance, prototype) kNN list widths: k and 9k, capped at nodes - 1 (nodes: the node rows,
+    padding included, a shape) so that pools smaller than 9k + 1 nodes keep every node (the official
+    code assumes N' > 9k); the entries beyond the valid nodes are NO_NEIGHBOUR (empty)."""
     return min(k, nodes - 1), min(9 * k, nodes - 1)
 
 
@@ -141,7 +142,7 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
     n_views, c = nodes.shape[0], next(p for p in protos if p is not None).shape[0]
     med = functools.partial(graph_cca.pair_median, mask=node_mask, exact_limit=median_exact_limit,
                             samples=median_samples, seed=seed)
-    k, k_proto = list_widths(int(k), int(to_host(node_mask).sum()))
+    k, k_proto = list_widths(int(k), int(nodes.shape[1]))
     view_lists = [view_kernel_lists(nodes[i], node_mask, med(nodes[i], nodes[i], same_view=True),
                                     k, k_proto, start, c, mesh, block) for i in range(n_views)]
     pg = graph_cca.view_agreement_weights(nodes, node_mask)
@@ -170,15 +171,13 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
     def step(z):  # F <- (1 - alpha)(I - alpha S)^-1 F, linear in the sources
         z, residual = graph_hyper.propagate(*operator, z, alpha, hyper_share, terms=terms)
         return (1.0 - alpha) * z, residual
-
-    n = int(to_host(mask).sum())
-    z, residual, record = stopping.repeat(step, b, n, stop, int(propagations), keep_predictions=keep_steps)
-    info.update(propagations_kept=record.pop("kept"), propagations_computed=record.pop("computed"),
-                step_entropy=record.pop("entropy"), step_changed=record.pop("changed"), **record)
+    z, residual, record = stopping.repeat(step, b, int(to_host(mask).sum()), stop, int(propagations), keep_steps)
     z_pool = z[:start]
     f = 2.0 * z_pool - z_pool.sum(1, keepdims=True)
     exact = int(to_host(node_mask).sum()) <= median_exact_limit
-    info.update(series_terms=terms, residual_max_abs=float(residual),
+    info.update(propagations_kept=record.pop("kept"), propagations_computed=record.pop("computed"),
+                step_entropy=record.pop("entropy"), step_changed=record.pop("changed"), **record,
+                series_terms=terms, residual_max_abs=float(residual),
                 kernel_medians="exact" if exact else f"sampled: {median_samples} pairs, seed {seed}",
                 view_weights=[float(a) for a in to_host(pg)], hyperedge_pairs=len(pairs))
     return z_pool, f, info
