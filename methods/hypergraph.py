@@ -9,14 +9,13 @@ embeddings as prototypes (or, `prototypes="rectified"`, their soft pool means,
 "imagenet_probs", with its class map as prototypes when the model has one, else the average of the
 other views' projected prototypes); and, on request or when the model has no extra view, a
 semantic "text" view (each image's cosines to the class embeddings; prototype: the class
-embedding's own cosines). Prototypes are refined once on the pool
-(top-T self-training), the views are embedded jointly by multi-view CCA (lambda^4 weighting), and
-the C prototypes join the pool as nodes. The graph fuses per-view Gaussian kNN graphs (weighted by
-view agreement) with the hypergraph of cross-view kNN hyperedges (double z-scored), and
-propagation F = (1 - alpha)(I - alpha S)^-1 Y ranks the classes. `propagations` = P applies it P
-times, F_P = ((1 - alpha)(I - alpha S)^-1)^P Y, as the official loop does (20 times); we keep the
-last one, never the one with the best accuracy (the official script's oracle).
-"""
+embedding's own cosines). Prototypes are refined once on the pool (top-T self-training, T =
+`refine_count`), the views are embedded jointly by multi-view CCA (lambda^4 weighting), and the C
+prototypes join the pool as nodes. The graph fuses per-view Gaussian kNN graphs (weighted by view
+agreement) with the hypergraph of cross-view kNN hyperedges (double z-scored), and propagation
+F = (1 - alpha)(I - alpha S)^-1 Y ranks the classes. `propagations` = P applies it P times, as the
+official loop does (20 times), or at most P times under a label-free `stop` rule
+(adapt/graph/stopping.py); we keep that iterate, never the best one by accuracy (an oracle)."""
 from __future__ import annotations
 
 import dataclasses
@@ -34,9 +33,10 @@ from adapt.graph import cca as graph_cca
 from adapt.graph import hyper as graph_hyper
 from adapt.graph import outputs as graph_outputs
 from adapt.graph import sparse as graph
+from adapt.graph import stopping
 from adapt.graph.knn import blocked_knn
 
-DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (one propagation)"
+DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (P propagations or a stopping rule)"
 HYPER_SHARE = 0.75  # W = 0.25 cW + 0.75 S_hyp
 
 
@@ -50,6 +50,7 @@ class Settings:
     k: int
     alpha: float
     propagations: int
+    stop: str
     tol: float
     refine_top: int
     cca_floor: float
@@ -61,6 +62,7 @@ class Settings:
     def __post_init__(self):
         check_choice("prototypes", self.prototypes, graph_outputs.PROTOTYPE_SOURCES)
         check_at_least("propagations", self.propagations, 1)
+        check_choice("stop", self.stop, stopping.RULES)
 
 
 def _unit(a):
@@ -92,8 +94,9 @@ def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
     embeddings (V, N'p, r) row-normalised (pool rows, then C prototypes, then padding), node_mask,
     the prototype start row and CCA info."""
     np_rows, c = views[0].shape[0], next(p for p in protos if p is not None).shape[0]
-    top = refine_count(int(refine_top), int(to_host(mask).sum()), c)
-    protos = [None if p is None else graph_cca.refine_prototypes(v, mask, jnp.asarray(p), top=top)
+    count = jnp.asarray(refine_count(int(refine_top), int(to_host(mask).sum()), c), jnp.int32)
+    top = min(int(refine_top), np_rows)  # static: the same compilation for every pool of this shape
+    protos = [None if p is None else graph_cca.refine_prototypes(v, mask, jnp.asarray(p), top=top, count=count)
               for v, p in zip(views, protos)]
     means, projs, lam, *_ = graph_cca.multiview_cca(views, mask, cca_floor)
     pad = mesh_lib.padded_size(np_rows + c, mesh) - np_rows - c
@@ -106,8 +109,9 @@ def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
 
 
 def list_widths(k: int, nodes: int) -> tuple[int, int]:
-    """(instance, prototype) kNN list widths: k and 9k, capped at the other nodes (nodes - 1)
-    so that pools smaller than 9k + 1 nodes keep every node (the official code assumes N' > 9k)."""
+    """(instance, prototype) kNN list widths: k and 9k, capped at nodes - 1 (nodes: the node rows,
+    padding included, a shape) so that pools smaller than 9k + 1 nodes keep every node (the official
+    code assumes N' > 9k); the entries beyond the valid nodes are NO_NEIGHBOUR (empty)."""
     return min(k, nodes - 1), min(9 * k, nodes - 1)
 
 
@@ -124,10 +128,13 @@ def view_kernel_lists(x, node_mask, median, k, k_proto, start, c, mesh, block):
 
 def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top=500,
             cca_floor=1e-4, priors=None, hyper_share=HYPER_SHARE, official_delta=False, block=1024,
-            median_exact_limit=2000, median_samples=200_000, seed=0, propagations=1):
-    """Scores of the pool rows after `propagations` = P steps of (1 - alpha)(I - alpha S)^-1.
+            median_exact_limit=2000, median_samples=200_000, seed=0, propagations=1, stop="fixed",
+            keep_steps=False):
+    """Scores of the pool rows after P steps of (1 - alpha)(I - alpha S)^-1: P = `propagations`, or
+    the step a label-free `stop` rule keeps (adapt.graph.stopping; then at most `propagations`).
     Returns (Z (Np, C) >= 0 from one-hot prototype sources, F (Np, C) = the official rows of
-    ((1 - alpha)(I - alpha S)^-1)^P [0; 2I - 1], info with the last step's residual)."""
+    ((1 - alpha)(I - alpha S)^-1)^P [0; 2I - 1], info with the kept step's residual, the per-step
+    mean entropy and changed predictions, and with keep_steps the per-step predictions (P', N))."""
     if int(propagations) < 1:
         raise ValueError(f"propagations must be >= 1, got {propagations}")
     nodes, node_mask, start, info = embed_nodes(views, protos, mask, mesh, refine_top=refine_top,
@@ -135,7 +142,7 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
     n_views, c = nodes.shape[0], next(p for p in protos if p is not None).shape[0]
     med = functools.partial(graph_cca.pair_median, mask=node_mask, exact_limit=median_exact_limit,
                             samples=median_samples, seed=seed)
-    k, k_proto = list_widths(int(k), int(to_host(node_mask).sum()))
+    k, k_proto = list_widths(int(k), int(nodes.shape[1]))
     view_lists = [view_kernel_lists(nodes[i], node_mask, med(nodes[i], nodes[i], same_view=True),
                                     k, k_proto, start, c, mesh, block) for i in range(n_views)]
     pg = graph_cca.view_agreement_weights(nodes, node_mask)
@@ -161,14 +168,16 @@ def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top
         if alpha * rho >= 1.0:
             raise ValueError(f"alpha * rho(S) = {alpha * rho:.3f} >= 1: the series diverges "
                              "(official_delta gives negative hyperedge weights); use official_delta=False")
-    z = b
-    for _ in range(int(propagations)):  # F <- (1 - alpha)(I - alpha S)^-1 F, linear in the sources
+    def step(z):  # F <- (1 - alpha)(I - alpha S)^-1 F, linear in the sources
         z, residual = graph_hyper.propagate(*operator, z, alpha, hyper_share, terms=terms)
-        z = (1.0 - alpha) * z
+        return (1.0 - alpha) * z, residual
+    z, residual, record = stopping.repeat(step, b, int(to_host(mask).sum()), stop, int(propagations), keep_steps)
     z_pool = z[:start]
     f = 2.0 * z_pool - z_pool.sum(1, keepdims=True)
     exact = int(to_host(node_mask).sum()) <= median_exact_limit
-    info.update(series_terms=terms, residual_max_abs=float(residual),
+    info.update(propagations_kept=record.pop("kept"), propagations_computed=record.pop("computed"),
+                step_entropy=record.pop("entropy"), step_changed=record.pop("changed"), **record,
+                series_terms=terms, residual_max_abs=float(residual),
                 kernel_medians="exact" if exact else f"sampled: {median_samples} pairs, seed {seed}",
                 view_weights=[float(a) for a in to_host(pg)], hyperedge_pairs=len(pairs))
     return z_pool, f, info
@@ -204,28 +213,35 @@ def _views(inputs, x, selected, prototypes="text"):
     return wanted, views, protos
 
 
+def pool_scores(s: Settings, inputs: MethodInputs, keep_steps=False):
+    """The method's computation up to the scores: (view names, centred?, x (Np, D), pool mean,
+    Z, F, info) (see `tmv_hlp`; keep_steps adds the per-step predictions, for experiments)."""
+    graph_outputs.require_graph_pool(int(to_host(inputs.mask).sum()), "hypergraph")
+    centered = graph_outputs.centers_with(s.center, s.prototypes)
+    x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
+    names, views, protos = _views(inputs, x, list(s.views), s.prototypes)
+    priors = list(s.view_priors) or None
+    if priors is not None and len(priors) != len(views):
+        raise ValueError(f"method_args.view_priors has {len(priors)} entries for views {names}")
+    z, f, info = tmv_hlp(views, protos, inputs.mask, inputs.mesh, k=s.k, alpha=s.alpha, tol=s.tol,
+                         refine_top=s.refine_top, cca_floor=s.cca_floor, priors=priors,
+                         hyper_share=s.hyper_share, official_delta=s.official_delta, block=s.block,
+                         seed=inputs.seed, propagations=s.propagations, stop=s.stop, keep_steps=keep_steps)
+    return names, centered, x, mean, z, f, info
+
+
 def make(config) -> Method:
     s = parse_method_args(Settings, config.method_args, "hypergraph")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         n = int(to_host(inputs.mask).sum())
-        graph_outputs.require_graph_pool(n, "hypergraph")
-        centered = graph_outputs.centers_with(s.center, s.prototypes)
-        x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
-        names, views, protos = _views(inputs, x, list(s.views), s.prototypes)
-        priors = list(s.view_priors) or None
-        if priors is not None and len(priors) != len(views):
-            raise ValueError(f"method_args.view_priors has {len(priors)} entries for views {names}")
-        z, f, info = tmv_hlp(views, protos, inputs.mask, inputs.mesh, k=s.k, alpha=s.alpha, tol=s.tol,
-                             refine_top=s.refine_top, cca_floor=s.cca_floor, priors=priors,
-                             hyper_share=s.hyper_share, official_delta=s.official_delta, block=s.block,
-                             seed=inputs.seed, propagations=s.propagations)
+        names, centered, x, mean, z, f, info = pool_scores(s, inputs)
         probs_dev = graph_outputs.row_normalize(z)
         probs = graph_outputs.host_rows(probs_dev, n)
         head = graph_outputs.soft_mean_head(x, probs_dev, inputs.mask, mean, inputs.logit_scale)
         pred = graph_outputs.predict(graph_outputs.host_rows(f, n))
         metrics = {"views": names, "prototypes": s.prototypes, "k": s.k, "alpha": s.alpha, "iterations": 1,
-                   "propagations": s.propagations, "centered": centered, **info,
+                   "propagations": s.propagations, "stop": s.stop, "centered": centered, **info,
                    "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)"}
         return MethodOutputs(probs, pred, head, TRANSDUCTIVE, metrics)
 

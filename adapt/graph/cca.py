@@ -25,13 +25,17 @@ CCA_REG = 1e-4
 
 
 @functools.partial(jax.jit, static_argnames=("top",))
-def refine_prototypes(view, mask, protos, *, top):
+def refine_prototypes(view, mask, protos, *, top, count=None):
     """view (Np, d), protos (C, d) -> (C, d): mean of the `top` pool rows most cosine-similar to
-    each prototype (padding rows never chosen)."""
+    each prototype (padding rows never chosen); with `count` (a traced int <= top), of the first
+    `count` of them (one compilation for every count)."""
     unit = lambda a: a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
     cos = jnp.where(mask[None, :], unit(protos) @ unit(view).T, -jnp.inf)
     _, rows = lax.top_k(cos, top)
-    return view[rows].mean(axis=1)
+    if count is None:
+        return view[rows].mean(axis=1)
+    keep = (jnp.arange(top) < count).astype(view.dtype)
+    return jnp.einsum("ctd,t->cd", view[rows], keep) / count.astype(view.dtype)
 
 
 @jax.jit

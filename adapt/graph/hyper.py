@@ -70,7 +70,8 @@ def _mean_sd(total, total_sq, n):
 def double_zscore_topk(xa, xb, mask, median, m, proto_rows, *, m_proto=None, block=1024, mesh=None):
     """Cross-view hyperedge lists: G(a, b) = exp(-|xa_a - xb_b|^2 / median), z-scored per row, then
     per column (ddof 1, over valid nodes); each row keeps its top m + 1 and drops rank 1; prototype
-    rows (proto_rows: (C,) node ids) keep m_proto (default 9m). Returns (values (N'p, m), ids, proto values (C, 9m),
+    rows (proto_rows: (C,) node ids) keep m_proto (default 9m); entries beyond the valid nodes are
+    NO_NEIGHBOUR. Returns (values (N'p, m), ids, proto values (C, 9m),
     proto ids)."""
     n = mask.sum().astype(xa.dtype)
     med = jnp.full((xa.shape[0],), median, xa.dtype)
@@ -87,6 +88,7 @@ def double_zscore_topk(xa, xb, mask, median, m, proto_rows, *, m_proto=None, blo
                              query_extra=(med[pq], mu[pq], sd[pq]), key_extra=(nu, tau),
                              block=block, mesh=mesh)
     c = proto_rows.shape[0]
+    ids, pids = (jnp.where(jnp.isneginf(v), NO_NEIGHBOUR, i) for v, i in ((val, ids), (pval, pids)))
     return val[:, 1:], ids[:, 1:], pval[:c, 1:], pids[:c, 1:]
 
 
