@@ -88,12 +88,12 @@ def gda_parameters(f: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndar
     n, d = f.shape
     mass = resp.sum(0)  # (K,)
     mu = resp.T @ f / np.maximum(mass, 1e-12)[:, None]  # (K, D)
-    # sum_ik r_ik (f_i - mu_k)(f_i - mu_k)^T, one class at a time (centred first: the expanded form
-    # f^T f - n mu mu^T leaves rounding noise where the scatter is 0, e.g. one label per class)
-    scatter = np.zeros((d, d))
-    for k in range(len(mu)):
-        c = f - mu[k]
-        scatter += (c * resp[:, k:k + 1]).T @ c
+    if np.all((resp == 0) | (resp == 1)):  # labels: centre each class's rows first (exact zero scatter
+        c = f - resp @ mu                    # for one label per class, where the expanded form below
+        scatter = c.T @ c                    # leaves rounding noise that pinv blows up)
+    else:  # sum_ik r_ik (f_i - mu_k)(f_i - mu_k)^T = sum_i (sum_k r_ik) f_i f_i^T - sum_k n_k mu_k mu_k^T
+        scatter = (f * resp.sum(1, keepdims=True)).T @ f - (mu * mass[:, None]).T @ mu
+        scatter = (scatter + scatter.T) / 2
     trace = np.trace(scatter) / max(n - 1, 1)  # tr(Sigma), Sigma = scatter / (N - 1)
     precision = d * np.linalg.pinv(scatter + trace * np.eye(d), hermitian=True)
     w = mu @ precision
