@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.linalg
 
 from adapt.core import few_labels as few
 from adapt.core.distributed import to_host
@@ -95,8 +96,10 @@ def gda_parameters(f: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndar
         scatter = (f * resp.sum(1, keepdims=True)).T @ f - (mu * mass[:, None]).T @ mu
         scatter = (scatter + scatter.T) / 2
     trace = np.trace(scatter) / max(n - 1, 1)  # tr(Sigma), Sigma = scatter / (N - 1)
-    precision = d * np.linalg.pinv(scatter + trace * np.eye(d), hermitian=True)
-    w = mu @ precision
+    if trace > 0:  # scatter + tr(Sigma) I is positive definite: pinv = inverse; W = D mu A^-1 by Cholesky
+        w = d * scipy.linalg.solve(scatter + trace * np.eye(d), mu.T, assume_a="pos").T
+    else:  # tr(Sigma) = 0: a PSD scatter with trace 0 is 0, and pinv(0) = 0
+        w = np.zeros_like(mu)
     prior = np.full(len(mu), 1.0 / len(mu))
     b = np.log(prior) - 0.5 * np.einsum("kd,kd->k", w, mu)
     return w, b
