@@ -2,6 +2,7 @@
 
   adapt run CONFIG[:ARG] --workdir DIR [--set key=value ...]
   adapt predict ARTIFACT IMAGES... [--out predictions.csv]
+  adapt soup RUN_DIR... --out DIR [--greedy --labels HELD_OUT.csv]
   adapt methods
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import warnings
 from adapt import engine, registry
 from adapt.core import distributed
 from adapt.core.config import apply_overrides, config_names, load_config
+from adapt.output import soup
 from adapt.output.artifact import load
 from adapt.output.html_page import record_command
 from adapt.output.report import printable
@@ -59,6 +61,25 @@ def _cmd_predict(args) -> int:
     return 0 if len(kept) else 2
 
 
+def _cmd_soup(args) -> int:
+    """Uniform (label-free) or greedy (held-out labels) soup of runs that differ only in seed."""
+    runs = [soup.read(r) for r in args.runs]
+    soup.check_compatible(runs)
+    if args.greedy:
+        if not args.labels:
+            raise ValueError("--greedy needs held-out labelled images: --labels FILE.csv (header path,class)")
+        images, labels = soup.read_labelled(args.labels, runs[0].meta["class_names"])
+        tensors, kept, alone, best = soup.greedy(runs, soup.held_out_scorer(runs[0], images, labels))
+        info = dict(kind="greedy", held_out=str(args.labels), n_held_out=len(images), kept=kept,
+                    ingredient_accuracy=alone, soup_accuracy=best)
+    else:
+        tensors, info = soup.uniform([r.tensors for r in runs]), dict(kind="uniform")
+    path = soup.write(args.out, runs, tensors, info)
+    print(json.dumps(info, indent=1))
+    print(f"souped classifier: {path}")
+    return 0
+
+
 def _cmd_methods(args) -> int:
     configs = set(config_names())
     print(f"{'method':<13} {'config':<13} what it does")
@@ -94,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("images", nargs="+", help="image files")
     q.add_argument("--out", help="write CSV here instead of standard output")
     q.set_defaults(fn=_cmd_predict)
+    s = sub.add_parser("soup", help="average the tuned parameters of runs that differ only in seed")
+    s.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their classifier/ folders)")
+    s.add_argument("--out", required=True, help="folder for the souped classifier (OUT/classifier)")
+    s.add_argument("--greedy", action="store_true", help="greedy soup on held-out labels (few-label "
+                   "setting only); default: the uniform soup, which needs no labels")
+    s.add_argument("--labels", help="with --greedy: CSV `path,class` of labelled held-out images")
+    s.set_defaults(fn=_cmd_soup)
     m = sub.add_parser("methods", help="list the methods")
     m.set_defaults(fn=_cmd_methods)
     return p

@@ -24,7 +24,7 @@ INDUCTIVE = "inductive"
 class Head:
     """A deployable linear classifier on one image view.
 
-    logits = scale * f(x) @ weights.T, with f(x) = normalize(x - center) when `normalize`, else x.
+    logits = scale * f(x) @ weights.T [+ bias], with f(x) = normalize(x - center) when `normalize`, else x.
     view: "embedding" (the model's image embedding) or the name of an extra image view.
     """
 
@@ -33,6 +33,7 @@ class Head:
     center: np.ndarray | None = None  # (d,)
     normalize: bool = True
     scale: float = 1.0
+    bias: np.ndarray | None = None  # (C,) added to the logits (GDA's class constants); None: none
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """features (N, d) -> logits (N, C), in float32 on the host."""
@@ -41,7 +42,8 @@ class Head:
             x = x - self.center
         if self.normalize:
             x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-        return self.scale * x @ np.asarray(self.weights, np.float32).T
+        z = self.scale * x @ np.asarray(self.weights, np.float32).T
+        return z if self.bias is None else z + np.asarray(self.bias, np.float32)
 
     def probs(self, features: np.ndarray) -> np.ndarray:
         """(N, d) -> (N, C) class probabilities: softmax of cosine logits, or the normalised

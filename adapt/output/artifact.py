@@ -53,6 +53,8 @@ def save(path, *, head: Head, class_names, model, model_source: dict, method: st
     tensors = {"head.weights": np.ascontiguousarray(head.weights, np.float32)}
     if head.center is not None:
         tensors["head.center"] = np.ascontiguousarray(head.center, np.float32)
+    if head.bias is not None:
+        tensors["head.bias"] = np.ascontiguousarray(head.bias, np.float32)
     for k, v in (extra_tensors or {}).items():
         tensors[f"params.{k}"] = np.ascontiguousarray(v)
     save_file(tensors, str(tmp / "classifier.safetensors"))
@@ -208,7 +210,10 @@ def checked_head(tensors: dict, meta: dict, meta_file: Path) -> Head:
     center = tensors.get("head.center")
     if center is not None and (center.shape != (w.shape[1],) or not np.isfinite(center).all()):
         raise bad(f"head.center must be {w.shape[1]} finite numbers, got shape {center.shape}")
-    return Head(w, head["view"], center, head["normalize"], float(scale))
+    bias = tensors.get("head.bias")
+    if bias is not None and (bias.shape != (w.shape[0],) or not np.isfinite(bias).all()):
+        raise bad(f"head.bias must be {w.shape[0]} finite numbers, got shape {bias.shape}")
+    return Head(w, head["view"], center, head["normalize"], float(scale), bias)
 
 
 def apply_params(model, params: dict) -> None:
