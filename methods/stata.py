@@ -46,4 +46,4 @@ def make(config) -> Method:
     def run(inputs: MethodInputs) -> MethodOutputs:
         return gaussian.run_method(inputs, s, "stata", alpha=s.alpha)
 
-    return Method("stata", DESCRIPTION, run, settings=s)
+    return Method("stata", DESCRIPTION, run, settings=s, uses_prior=True)

@@ -35,4 +35,4 @@ def make(config) -> Method:
     def run(inputs: MethodInputs) -> MethodOutputs:
         return gaussian.run_method(inputs, s, "transclip")
 
-    return Method("transclip", DESCRIPTION, run, settings=s)
+    return Method("transclip", DESCRIPTION, run, settings=s, uses_prior=True)

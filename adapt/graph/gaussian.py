@@ -29,8 +29,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from adapt.core import mesh as mesh_lib
 from adapt.core import ops
 from adapt.core.distributed import to_host
 from adapt.core.method import TRANSDUCTIVE, MethodInputs, MethodOutputs
@@ -176,10 +178,14 @@ def _init(model, x, mask, logits, z, text):
 @functools.partial(jax.jit, static_argnames=("model", "k", "iterations", "lam_prior",
                                              "lam_laplacian", "alpha"))
 def solve(x, mask, text, nb, scale, *, model, k, iterations, lam_prior=1.0, lam_laplacian=1.0,
-          alpha=1.0):
+          alpha=1.0, prior=None):
     """iterations + 1 rounds of z updates with `iterations` Gaussian updates between them.
+    prior (Np, K): yhat given (a chained run's start probabilities) instead of softmax(s x t^T).
     Returns (z (Np, K) after the last z update, Gaussians used by it, info dict of arrays)."""
-    logits = scale * jnp.matmul(x, text.T, precision=HIGHEST)
+    if prior is None:
+        logits = scale * jnp.matmul(x, text.T, precision=HIGHEST)
+    else:  # log yhat as the logits: the same yhat, z0 and ranking of the initial images
+        logits = jnp.log(jnp.maximum(prior, jnp.finfo(x.dtype).tiny))
     log_prior = jax.nn.log_softmax(logits, axis=1)
     z0 = jnp.where(mask[:, None], jnp.exp(log_prior), 0.0)
     g, var_init = _init(model, x, mask, logits, z0, text)
@@ -214,9 +220,11 @@ def run_method(inputs: MethodInputs, s, model: str, alpha: float = 1.0) -> Metho
     x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, s.center)
     k = min(s.k, n - 1)
     nb = knn_affinity(x, inputs.mask, k, mesh=inputs.mesh, block=s.block)
+    prior = None if inputs.prior_probs is None else mesh_lib.shard_rows(
+        np.asarray(inputs.prior_probs, x.dtype), inputs.mesh)[0]
     z, _, info = solve(x, inputs.mask, inputs.class_weights, nb, s.prior_scale, model=model, k=k,
                        iterations=s.iterations, lam_prior=s.lam_prior,
-                       lam_laplacian=s.lam_laplacian, alpha=alpha)
+                       lam_laplacian=s.lam_laplacian, alpha=alpha, prior=prior)
     probs = graph_outputs.host_rows(z, n)
     head = graph_outputs.soft_mean_head(x, z, inputs.mask, mean, inputs.logit_scale)
     metrics = {
@@ -226,5 +234,6 @@ def run_method(inputs: MethodInputs, s, model: str, alpha: float = 1.0) -> Metho
         "agreement_with_prior": float(info["prior_agreement"]),
         "graph_edges": int(to_host(jnp.sum(nb.w != 0))),
         "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)",
+        "prior": "zero-shot softmax" if prior is None else "the start run's probabilities (init.from)",
     }
     return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)
