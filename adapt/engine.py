@@ -183,8 +183,8 @@ def _chained_outputs(out: MethodOutputs, start, method: Method, config, prior_re
 def _chain_section(runs: list[str], prior: dict) -> str:
     """Markdown: the runs this one starts from, and what became of the start run's probabilities."""
     lines = ["", "## Chain", "", " -> ".join(f"`{r}`" for r in runs), "",
-             "This run embedded the pool with the start run's tuned model (the zero-shot rows above are "
-             "on those features) and its artifact carries those parameters.",
+             ("This run embedded the pool with the start run's tuned model (the zero-shot rows above "
+              "are on those features) and its artifact carries those parameters."),
              f"Start probabilities: {prior['use']}; source: {prior['source']}."]
     if "agreement_with_start_predictions" in prior:
         lines.append(f"Their argmax agrees with the start run's predictions.csv on "
