@@ -20,4 +20,8 @@ def get_config(arg: str = ""):
     a.lam_prior = 1.0  # lambda on log yhat in the z update (official zero-shot: 1)
     a.lam_laplacian = 1.0  # weight on the graph term 50 / (2k) (W z + W^T z) (TransCLIP: 1)
     a.block = 1024  # rows per kNN tile
+    # few-shot mode: known labels per class drawn from the pool's labels (seed 0; 0 = zero-shot);
+    # the official few-shot runs set lam_prior=0.5 too
+    a.shots = 0
+    a.gamma = 0.002  # support weight in the mean / variance updates (official: chosen on validation)
     return config
