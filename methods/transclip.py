@@ -19,7 +19,7 @@ The deployable head is the soft class means of the pool under z (inductive).
 
 Few-shot mode (`shots` > 0: that many known labels per class, the few-label setting of
 methods/pseudolabel.py): the official TransCLIP-FS update (TransCLIP_utils.py update_z, update_mu,
-update_sigma, init_mu) with lambda = `lam_prior` (official few-shot: 0.5); supports keep one-hot z;
+update_sigma, init_mu) with the official lambda 0.5 (in place of `lam_prior`); supports keep one-hot z;
 the means start at the normalised sums of each class's supports; mean / variance sums weight a
 query 1 / n_query and a support gamma 50 / n_support. Deviations from the official few-shot code:
 - the supports are pool rows (the few-label setting labels some pool images) instead of a separate

@@ -14,6 +14,8 @@ from adapt.core.method import TRANSDUCTIVE, MethodInputs, MethodOutputs
 from adapt.graph import outputs as graph_outputs
 from adapt.graph.gaussian import Z_STEPS, knn_affinity, solve
 
+FEW_SHOT_LAMBDA = 0.5  # the official few-shot lambda on log yhat (get_parameters)
+
 
 def run_method(inputs: MethodInputs, s, model: str, alpha: float = 1.0, gamma: float = 0.0) -> MethodOutputs:
     """Runs TransCLIP-ZS or StatA (`model`) on a classification job's inputs with the method's
@@ -29,7 +31,8 @@ def run_method(inputs: MethodInputs, s, model: str, alpha: float = 1.0, gamma: f
         np.asarray(inputs.prior_probs, x.dtype), inputs.mesh)[0]
     support = few_shot_support(inputs) if model == "transclip" else None
     z, _, info = solve(x, inputs.mask, inputs.class_weights, nb, s.prior_scale, model=model, k=k,
-                       iterations=s.iterations, lam_prior=s.lam_prior,
+                       iterations=s.iterations,
+                       lam_prior=s.lam_prior if support is None else FEW_SHOT_LAMBDA,
                        lam_laplacian=s.lam_laplacian, alpha=alpha, prior=prior, support=support,
                        gamma=float(gamma))
     probs = graph_outputs.host_rows(z, n)
@@ -44,7 +47,8 @@ def run_method(inputs: MethodInputs, s, model: str, alpha: float = 1.0, gamma: f
         "prior": "zero-shot softmax" if prior is None else "the start run's probabilities (init.from)",
     }
     if support is not None:
-        metrics.update(few_shot=True, n_support=int(to_host(jnp.sum(support[0]))), gamma=float(gamma))
+        metrics.update(few_shot=True, n_support=int(to_host(jnp.sum(support[0]))), gamma=float(gamma),
+                       lam_prior=FEW_SHOT_LAMBDA)
     return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)
 
 
