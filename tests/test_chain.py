@@ -1,6 +1,7 @@
-"""Chained runs (`--set init.from=RUN_DIR`, issue #22) on a tiny CLIP: run A tunes visual prompts,
+"""Chained runs (`--set init.from=RUN_DIR`, issue #22) on a tiny CLIP: run A (visual prompts),
 run B starts from it. B's prior is A's pool probabilities, B embeds with A's tuned model, B's
-artifact carries A's parameters and `adapt predict` reproduces B; bad starts are one-line errors."""
+artifact carries A's parameters, `adapt predict` on a chained artifact reproduces its run; bad
+starts are one-line errors."""
 import csv
 import json
 import shutil
@@ -85,8 +86,8 @@ def test_chained_transclip_starts_from_the_tuned_run(start, monkeypatch):
     a = load_file(str(start / "a" / "classifier" / "classifier.safetensors"))
     b = load_file(str(start / "b" / "classifier" / "classifier.safetensors"))
     np.testing.assert_array_equal(a["params.vision/prompts"], b["params.vision/prompts"])
-    clf_b = load(start / "b" / "classifier")
-    np.testing.assert_allclose(clf_b.predict(paths)[1], clf_b.head.probs(features_a), atol=1e-6)
+    assert json.loads((start / "b" / "classifier" / "meta.json").read_text())["model_setup"] == \
+        {"visual_prompts": 2}
 
 
 def test_chain_from_a_lone_artifact_and_predict_reproduces_the_run(start, monkeypatch, capsys):
