@@ -21,7 +21,7 @@ from adapt.data import resolve_classes
 from adapt.features import setup
 from adapt.features.text import encode_classes
 from adapt.models import model_source
-from adapt.output import artifact, report
+from adapt.output import artifact, chain, report
 from adapt.output import html as report_html
 from adapt.output import staging as outputs
 from adapt.realistic import job as realistic_job
@@ -57,9 +57,13 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
     """The classification job of `method` (classes known): embeds pool and classes, runs it."""
     timer = Timer()
     workdir = outputs.check_writable(workdir)
+    start = chain.open_start(config.init["from"]) if config.init["from"] else None
     embed, pool, mesh, model, classes = setup.start_job(config, timer, check=lambda pool: resolve_classes(
         pool, names=list(config.classes.names) or None, names_file=config.classes.file or None,
         descriptions_file=config.classes.descriptions or None))
+    if start is not None:
+        chain.check_classes(start, classes.names)
+        chain.prepare_model(start, model)  # the start run's tuned parameters embed the pool
     with timer.stage("embed"):
         rows = setup.embed_job_pool(model, pool, mesh, embed, progress)
     with timer.stage("embed_classes"):
@@ -67,13 +71,21 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
                                classes.descriptions, config.prompts.beta)
     labels = None if classes.labels is None else np.asarray(classes.labels)[rows.kept]
     few = method.few_labels(labels) if method.few_labels is not None and labels is not None else None
+    items = [pool.location(int(i)) for i in rows.kept]
+    prior, prior_record = None, None
+    if start is not None:
+        head_view = distributed.to_host(rows.views[start.classifier.head.view])[:len(rows.kept)]
+        prior, prior_record = chain.prior(start, items, head_view)
     inputs = MethodInputs(x=rows.x, mask=rows.mask, class_weights=mesh_lib.replicate(texts.weights, mesh),
                           logit_scale=float(model.logit_scale), views=rows.views, class_texts=texts,
                           mesh=mesh, key=jax.random.key(config.seed), class_names=list(classes.names),
                           model=model, pool=pool, kept=rows.kept, workdir=workdir,
-                          progress=progress, labels=few, seed=int(config.seed), embed=embed)
+                          progress=progress, labels=few, seed=int(config.seed), embed=embed,
+                          prior_probs=prior)
     with timer.stage("method"):
         out = method.run(inputs)
+        if start is not None:
+            out = _chained_outputs(out, start, method, config, prior_record)
         baselines = zero_shot_baselines(rows.x, rows.mask, texts, rows.views, float(model.logit_scale),
                                         len(rows.kept))
     metrics = _metrics(config, model, pool, rows, classes, texts, out, baselines, labels)
@@ -83,8 +95,7 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
         return metrics
     with timer.stage("write"):
         staging = outputs.begin(workdir)
-        plots = _write_outputs(staging, config, model, out, metrics, classes, labels,
-                               [pool.location(int(i)) for i in rows.kept])
+        plots = _write_outputs(staging, config, model, out, metrics, classes, labels, items)
     with timer.stage("report"):  # report.html: galleries with thumbnails of the shown images only
         report_html.write(staging, pool=pool, kept=rows.kept, out=out, baselines=baselines, labels=labels,
                           class_names=classes.names, metrics=metrics, skipped=rows.skipped, plots=plots,
@@ -97,6 +108,9 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
     if metrics.get("rounds"):
         with open(staging / "report.md", "a") as f:
             f.write(_rounds_section(metrics["rounds"], metrics.get("stages") or {}))
+    if metrics.get("chain"):
+        with open(staging / "report.md", "a") as f:
+            f.write(_chain_section(metrics["chain"], metrics["chain_prior"]))
     outputs.commit(workdir, staging)
     return metrics
 
@@ -139,6 +153,7 @@ def _write_outputs(folder: Path, config, model, out, metrics, classes, labels, i
                   model_setup=out.model_setup)
     report.write_predictions(folder / "predictions.csv", item_ids, out.predictions, out.probs,
                              classes.names)
+    chain.write_pool_probs(folder, item_ids, out.probs)
     plots = ["confidence.png"]
     report.plot_confidence(folder / "confidence.png", out.probs, out.predictions, labels)
     if metrics["accuracy"] is not None:
@@ -151,6 +166,30 @@ def _write_outputs(folder: Path, config, model, out, metrics, classes, labels, i
         draw(folder / name)
         plots.append(name)
     return plots
+
+
+def _chained_outputs(out: MethodOutputs, start, method: Method, config, prior_record: dict) -> MethodOutputs:
+    """A chained run's outputs: the start run's tuned parameters (then the method's own, if it
+    tunes too) for the artifact, and the chain and its prior in the metrics."""
+    params = {**start.classifier.params, **(out.model_params or {})}
+    setup_ = out.model_setup or start.classifier.meta.get("model_setup") or None
+    used = "used as the method's prior / starting labels" if method.uses_prior else \
+        f"not used: {method.name} has no prior or starting labels"
+    metrics = dict(out.metrics, chain=start.chain + [config.method],
+                   chain_prior=dict(prior_record, use=used))
+    return out._replace(model_params=params or None, model_setup=setup_, metrics=metrics)
+
+
+def _chain_section(runs: list[str], prior: dict) -> str:
+    """Markdown: the runs this one starts from, and what became of the start run's probabilities."""
+    lines = ["", "## Chain", "", " -> ".join(f"`{r}`" for r in runs), "",
+             ("This run embedded the pool with the start run's tuned model (the zero-shot rows above "
+              "are on those features) and its artifact carries those parameters."),
+             f"Start probabilities: {prior['use']}; source: {prior['source']}."]
+    if "agreement_with_start_predictions" in prior:
+        lines.append(f"Their argmax agrees with the start run's predictions.csv on "
+                     f"{100 * prior['agreement_with_start_predictions']:.2f}% of the pool.")
+    return "\n".join(lines) + "\n"
 
 
 def _rounds_section(scores: list[dict], stages: dict) -> str:

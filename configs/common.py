@@ -28,6 +28,11 @@ def base_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
     c.seed = 0
     c.runlocal = False  # shrinks any job to laptop size (pool.limit 256 unless set)
 
+    c.init = ml_collections.ConfigDict()
+    # a finished classification run folder (or its classifier/ folder) to start from: its tuned model
+    # embeds the pool, its pool probabilities are the prior of methods that have one; "" = none
+    c.init["from"] = ""
+
     c.model = ml_collections.ConfigDict()
     c.model.path = ""  # a CLIP checkpoint folder; empty = the embedded offline default model
     c.model.kind = "auto"  # auto | offline | clip | openclip | metaclip2 | siglip | siglip2

@@ -17,7 +17,11 @@ def get_config(arg: str = ""):
     a.prior_scale = 100.0  # yhat = softmax(prior_scale * x t^T) (official 100, whatever the model)
     a.k = 3  # neighbours per image in the raw-cosine kNN graph (self excluded)
     a.iterations = 10  # mean / variance updates; iterations + 1 rounds of 5 parallel z updates
-    a.lam_prior = 1.0  # lambda on log yhat in the z update (official zero-shot: 1)
+    a.lam_prior = 1.0  # lambda on log yhat in the z update (official zero-shot: 1; few-shot mode: 0.5)
     a.lam_laplacian = 1.0  # weight on the graph term 50 / (2k) (W z + W^T z) (TransCLIP: 1)
     a.block = 1024  # rows per kNN tile
+    # few-shot mode: known labels per class drawn from the pool's labels (seed 0; 0 = zero-shot);
+    # it uses the official few-shot lambda 0.5 in place of lam_prior
+    a.shots = 0
+    a.gamma = 0.002  # support weight in the mean / variance updates (official: chosen on validation)
     return config

@@ -179,8 +179,8 @@ def make(config) -> Method:
         if s.prototypes == "pseudo":
             protos = pseudo_prototypes(x, inputs.mask, inputs.class_weights, scale)
         else:
-            protos = graph_outputs.class_prototypes(s.prototypes, x, inputs.mask,
-                                                    inputs.class_weights, inputs.logit_scale)
+            protos = graph_outputs.class_prototypes(s.prototypes, x, inputs.mask, inputs.class_weights,
+                                                    inputs.logit_scale, prior=inputs.prior_probs)
         if s.variant == "lshot":
             unary = (graph_bound.squared_distances(x, protos) if s.prototypes == "pseudo"
                      else text_unary(x, protos, scale))
@@ -203,4 +203,4 @@ def make(config) -> Method:
         head = graph_outputs.soft_mean_head(x, y, inputs.mask, mean, inputs.logit_scale)
         return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)
 
-    return Method("laplacian", DESCRIPTION, run, settings=s)
+    return Method("laplacian", DESCRIPTION, run, settings=s, uses_prior=True)

@@ -23,7 +23,7 @@ import dataclasses
 
 from adapt.core.method import Method, MethodInputs, MethodOutputs
 from adapt.core.settings import check_at_least, parse_method_args
-from adapt.graph import gaussian
+from adapt.graph import gaussian, gaussian_job
 
 DESCRIPTION = "StatA: TransCLIP with text-anchored per-class Gaussians (pools with few classes)"
 
@@ -44,6 +44,6 @@ def make(config) -> Method:
     s = parse_method_args(Settings, config.method_args, "stata")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
-        return gaussian.run_method(inputs, s, "stata", alpha=s.alpha)
+        return gaussian_job.run_method(inputs, s, "stata", alpha=s.alpha)
 
-    return Method("stata", DESCRIPTION, run, settings=s)
+    return Method("stata", DESCRIPTION, run, settings=s, uses_prior=True)

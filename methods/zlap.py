@@ -194,8 +194,8 @@ def make(config) -> Method:
         graph_outputs.require_graph_pool(n, "zlap")
         centered = graph_outputs.centers_with(s.center, s.classifier)
         x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, centered)
-        classifier = graph_outputs.class_prototypes(s.classifier, x, inputs.mask,
-                                                    inputs.class_weights, inputs.logit_scale)
+        classifier = graph_outputs.class_prototypes(s.classifier, x, inputs.mask, inputs.class_weights,
+                                                    inputs.logit_scale, prior=inputs.prior_probs)
         state, g, info = transductive(x, inputs.mask, classifier, k=min(k, n), gamma=gamma,
                                       alpha=alpha, tol=s.tol, solver=s.solver, scale_sim=s.scale_sim,
                                       mesh=inputs.mesh, block=s.block)
@@ -220,4 +220,4 @@ def make(config) -> Method:
         }
         return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)
 
-    return Method("zlap", DESCRIPTION, run, settings=s)
+    return Method("zlap", DESCRIPTION, run, settings=s, uses_prior=True)

@@ -118,3 +118,44 @@ def stata(x, t, *, scale=100.0, n_neighbors=3, max_iter=10, alpha=1.0, lam_y=1.0
         c = ((x[:, None, :] - mu[None]) ** 2 * z[:, :, None]).sum(axis=0) / z.sum(axis=0)[:, None]
         cov = beta * c + (1 - beta) * (init_cov + (t - mu) ** 2)
     return z
+
+
+def transclip_fewshot(x, t, labels, *, gamma=0.002, lam=0.5, scale=100.0, n_neighbors=3, max_iter=10):
+    """TransCLIP few-shot (TransCLIP_utils.py update_z, update_mu, update_sigma, init_mu, one gamma):
+    x (N, D) unit pool rows, labels (N,) with -1 on queries -> z (N, K), supports one-hot.
+
+    Our declared reformulation of the official stacking: the supports are pool rows, so queries and
+    supports are stacked [queries; supports] in z AND in W (one kNN graph over the whole pool, self
+    excluded by index); the official stacks W as [supports; queries] against z [queries; supports]."""
+    x, t = np.asarray(x, np.float64), np.asarray(t, np.float64)
+    q, s = np.flatnonzero(labels < 0), np.flatnonzero(labels >= 0)
+    order = np.concatenate([q, s])
+    xq, xs, nq, ns = x[q], x[s], len(q), len(s)
+    k, d = t.shape[0], x.shape[1]
+    onehot = np.eye(k)[labels[s]]
+    y_hat = softmax(scale * xq @ t.T)
+    z = y_hat.copy()
+    mu = onehot.T @ xs  # init_mu: the sum of each class's shots
+    mu = mu / np.linalg.norm(mu, axis=1, keepdims=True)
+    std = np.full(d, 1.0 / d)
+    w = affinity(x[order], n_neighbors)
+    for it in range(max_iter + 1):
+        loglik = gaussian_loglik(xq, mu, std)
+        zz = np.concatenate([z, onehot])
+        for _ in range(5):  # update_z
+            inter = loglik + (50 / (n_neighbors * 2)) * (w.T @ zz + w @ zz)[:nq]
+            inter = inter - inter.max(axis=1, keepdims=True)
+            inter = (y_hat ** lam) * np.exp(inter / 50)
+            zz[:nq] = inter / inter.sum(axis=1, keepdims=True)
+        z = zz[:nq]
+        if it == max_iter:
+            break
+        new_mu = (z / nq).T @ xq + (gamma * 50 / ns) * onehot.T @ xs  # update_mu
+        new_mu = new_mu / ((z / nq).sum(axis=0) + gamma * 50 / ns * onehot.sum(axis=0))[:, None]
+        mu = new_mu / np.linalg.norm(new_mu, axis=1, keepdims=True)
+        std = (1 / nq) * np.einsum("ij,ijk->k", z, (xq[:, None, :] - mu[None]) ** 2)  # update_sigma
+        std = std + (gamma * 50 / ns) * np.einsum("ij,ijk->k", onehot, (xs[:, None, :] - mu[None]) ** 2)
+        std = std / ((1 / nq) * z.sum() + gamma * 50 / ns * onehot.sum())
+    out = np.zeros((len(x), k))
+    out[q], out[s] = z, onehot
+    return out

@@ -115,3 +115,20 @@ def test_uncentred_method_is_the_official_solver(pool):
     np.testing.assert_allclose(out.probs, ref.transclip(x, t), atol=1e-5)
     with pytest.raises(ValueError, match="k"):
         _run("stata", x, t, 1, k=0)
+
+
+def test_few_shot_mode_equals_the_official_few_shot_restatement(pool, gamma=0.2):
+    """Two known labels per class anywhere in the pool: fixed one-hot, lambda 0.5, gamma-weighted
+    supports in the mean / variance updates, means started from the supports."""
+    x, t = pool
+    labels = np.full(N, -1)
+    rows = np.random.default_rng(3).choice(N - DUPLICATES, 2 * K, replace=False)
+    labels[rows] = np.repeat(np.arange(K), 2)
+    want = ref.transclip_fewshot(x, t, labels, gamma=gamma)
+    mesh = mesh_lib.make_mesh(8)
+    support = (mesh_lib.shard_rows(labels >= 0, mesh)[0],
+               mesh_lib.shard_rows(np.eye(K, dtype=np.float32)[np.maximum(labels, 0)]
+                                   * (labels >= 0)[:, None], mesh)[0])
+    got = _solve("transclip", x, t, support=support, gamma=gamma, lam_prior=0.5)[:N]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(want - ref.transclip(x, t)).max() > 0.1  # the labels matter: the check can fail

@@ -95,6 +95,8 @@ class MethodInputs(NamedTuple):
     labels: Any = None   # (N,) known labels (-1 unknown); only few-label settings may read them
     seed: int = 0        # the run's seed (config.seed), for methods that initialise parameters
     embed: "EmbedOptions" = None  # how the job embeds images, for methods that embed again
+    prior_probs: np.ndarray | None = None  # (N, C) host: a chained run's start probabilities
+    # (`init.from`), aligned with the real rows; None when the run is not chained
 
 
 class MethodOutputs(NamedTuple):
@@ -207,6 +209,8 @@ class Method(NamedTuple):
     job: "classify" | "anomaly" | "realistic". settings: the validated method_args.
     few_labels: for methods with a few-label setting, (N,) pool labels -> (N,) the labels the
     method may see (-1 unknown), or None; the classification job calls it when the pool has labels.
+    uses_prior: the method starts from `MethodInputs.prior_probs` when a run is chained (its prior
+    or starting labels); methods without one ignore it and the chained run's report says so.
     """
 
     name: str
@@ -215,3 +219,4 @@ class Method(NamedTuple):
     job: str = CLASSIFY
     settings: Any = None
     few_labels: Callable[[np.ndarray], np.ndarray | None] | None = None
+    uses_prior: bool = False

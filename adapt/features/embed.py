@@ -2,7 +2,8 @@
 
 The cache lives in `<cache_root>/embeddings/<key>/`, where the key hashes everything that fixes the
 result: model id and weights hash, preprocessing, the pool's fingerprint (file list with sizes and
-mtimes, or content hashes), dtype and the view names. Work is cut into chunks of pool indices; each
+mtimes, or content hashes), dtype and the view names, and for a model carrying tuned parameters
+(a chained run, `init.from`) their hash `model.tuned_hash`. Work is cut into chunks of pool indices; each
 chunk is written atomically (temp file + rename), so an interrupted job resumes at the first missing
 chunk and never reads a partial one. A different key is a different folder: stale caches are never read.
 A chunk also stores each item's content digest (BLAKE2b of the bytes decoded, for file pools) and is
@@ -61,6 +62,8 @@ def cache_key(model, pool: Pool, dtype: str = "float32") -> str:
         preprocess=model.preprocess.to_json(), pool=pool.fingerprint(), dtype=dtype,
         views=hasattr(model, "image_views"),
     )
+    if getattr(model, "tuned_hash", ""):  # only then: keys of untuned models stay as they were
+        parts["tuned"] = model.tuned_hash
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -32,10 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from adapt.core import ops
-from adapt.core.distributed import to_host
-from adapt.core.method import TRANSDUCTIVE, MethodInputs, MethodOutputs
 from adapt.core.settings import check_at_least
-from adapt.graph import outputs as graph_outputs
 from adapt.graph import sparse as graph
 from adapt.graph.knn import blocked_knn
 
@@ -110,13 +107,15 @@ def scatter(m: Moments, mu):
     return jnp.maximum(m.second - 2.0 * mu * m.first + m.mass[:, None] * mu * mu, 0.0)
 
 
-def z_steps(log_prior, unary, z, nb, mask, *, lam_prior, lam_laplacian, k, steps=Z_STEPS):
-    """`steps` parallel z updates from z (Np, K); unary (Np, K) = l (minus StatA's log-det)."""
+def z_steps(log_prior, unary, z, nb, mask, *, lam_prior, lam_laplacian, k, steps=Z_STEPS, support=None):
+    """`steps` parallel z updates from z (Np, K); unary (Np, K) = l (minus StatA's log-det).
+    support: (rows (Np,) bool, one-hot labels (Np, K)): those rows stay fixed (few-shot mode)."""
     coef = lam_laplacian * TEMPERATURE / (2.0 * k)
 
     def step(_, z):
         logits = lam_prior * log_prior + (unary + coef * affinity_term(nb, z)) / TEMPERATURE
-        return jnp.where(mask[:, None], jax.nn.softmax(logits, axis=1), 0.0)
+        z = jnp.where(mask[:, None], jax.nn.softmax(logits, axis=1), 0.0)
+        return z if support is None else jnp.where(support[0][:, None], support[1], z)
 
     return lax.fori_loop(0, steps, step, z)
 
@@ -142,9 +141,11 @@ def top_means(x, mask, logits, z, top=INIT_TOP):
     return ops.l2_normalize(jnp.einsum("kt,ktd->kd", weights, x[rows], precision=HIGHEST))
 
 
-def transclip_update(x, z, mask, g: Gaussians, text) -> Gaussians:
-    """mu_k = normalize(S_k / mass_k); one variance sum_ik z_ik (x_i - mu_k)^2 / sum_ik z_ik."""
-    m = moments(x, z, mask)
+def transclip_update(x, z, mask, g: Gaussians, text, row_weight=None) -> Gaussians:
+    """mu_k = normalize(S_k / mass_k); one variance sum_ik z_ik (x_i - mu_k)^2 / sum_ik z_ik.
+    row_weight (Np,): few-shot mode's weights (1 / n_query on queries, gamma 50 / n_support on
+    supports) on every sum, as the official update_mu / update_sigma."""
+    m = moments(x, z if row_weight is None else z * row_weight[:, None], mask)
     mu = ops.l2_normalize(m.first / m.mass[:, None])
     var = jnp.sum(scatter(m, mu), axis=0) / jnp.sum(m.mass)
     return Gaussians(mu, jnp.broadcast_to(jnp.maximum(var, VAR_FLOOR), mu.shape))
@@ -163,38 +164,57 @@ def stata_update(x, z, mask, g: Gaussians, text, var_init, alpha=1.0) -> Gaussia
     return Gaussians(mu, jnp.maximum(var, VAR_FLOOR))
 
 
-def _init(model, x, mask, logits, z, text):
-    """(Gaussians, var_init (D,)) before the first z update."""
+def _init(model, x, mask, logits, z, text, support=None):
+    """(Gaussians, var_init (D,)) before the first z update. Few-shot (`support`): the means are
+    the normalised sums of each class's support rows (official init_mu)."""
     d = x.shape[1]
     if model == "transclip":
-        return Gaussians(top_means(x, mask, logits, z), jnp.full(text.shape, 1.0 / d, x.dtype)), None
+        mu = top_means(x, mask, logits, z) if support is None else ops.l2_normalize(
+            jnp.matmul((support[1] * support[0][:, None]).T, x, precision=HIGHEST))
+        return Gaussians(mu, jnp.full(text.shape, 1.0 / d, x.dtype)), None
     n = jnp.sum(mask.astype(x.dtype))
     var_init = jnp.maximum(jnp.sum(scatter(moments(x, z, mask), text), axis=0) / n, VAR_FLOOR)
     return Gaussians(text, jnp.broadcast_to(var_init, text.shape)), var_init
 
 
+def support_weights(mask, support, gamma):
+    """Few-shot row weights (Np,): 1 / n_query on queries, gamma 50 / n_support on supports."""
+    n_support = jnp.sum(support & mask)
+    n_query = jnp.sum(mask) - n_support
+    return jnp.where(support, gamma * TEMPERATURE / n_support, 1.0 / n_query) * mask
+
+
 @functools.partial(jax.jit, static_argnames=("model", "k", "iterations", "lam_prior",
-                                             "lam_laplacian", "alpha"))
+                                             "lam_laplacian", "alpha", "gamma"))
 def solve(x, mask, text, nb, scale, *, model, k, iterations, lam_prior=1.0, lam_laplacian=1.0,
-          alpha=1.0):
+          alpha=1.0, prior=None, support=None, gamma=0.0):
     """iterations + 1 rounds of z updates with `iterations` Gaussian updates between them.
+    prior (Np, K): yhat given (a chained run's start probabilities) instead of softmax(s x t^T).
+    support (TransCLIP few-shot): (rows (Np,) bool, one-hot labels (Np, K)), fixed in z, weighted
+    by `gamma` in the mean / variance updates.
     Returns (z (Np, K) after the last z update, Gaussians used by it, info dict of arrays)."""
-    logits = scale * jnp.matmul(x, text.T, precision=HIGHEST)
+    if prior is None:
+        logits = scale * jnp.matmul(x, text.T, precision=HIGHEST)
+    else:  # log yhat as the logits: the same yhat, z0 and ranking of the initial images
+        logits = jnp.log(jnp.maximum(prior, jnp.finfo(x.dtype).tiny))
     log_prior = jax.nn.log_softmax(logits, axis=1)
     z0 = jnp.where(mask[:, None], jnp.exp(log_prior), 0.0)
-    g, var_init = _init(model, x, mask, logits, z0, text)
+    if support is not None:
+        z0 = jnp.where(support[0][:, None], support[1], z0)
+    g, var_init = _init(model, x, mask, logits, z0, text, support)
+    row_weight = None if support is None else support_weights(mask, support[0], gamma)
 
     def z_round(g, z):
         unary = log_likelihood(x, g)
         if model == "stata":
             unary = unary - 0.5 * jnp.sum(jnp.log(g.var), axis=1)[None, :]
         return z_steps(log_prior, unary, z, nb, mask, lam_prior=lam_prior,
-                       lam_laplacian=lam_laplacian, k=k)
+                       lam_laplacian=lam_laplacian, k=k, support=support)
 
     def outer(_, carry):
         g, z, _ = carry
         if model == "transclip":
-            g = transclip_update(x, z, mask, g, text)
+            g = transclip_update(x, z, mask, g, text, row_weight)
         else:
             g = stata_update(x, z, mask, g, text, var_init, alpha)
         return g, z_round(g, z), z
@@ -204,27 +224,3 @@ def solve(x, mask, text, nb, scale, *, model, k, iterations, lam_prior=1.0, lam_
     info = {"last_change": jnp.max(jnp.abs(z - z_prev)), "prior_agreement":
             jnp.sum((jnp.argmax(z, 1) == jnp.argmax(logits, 1)) & mask) / jnp.sum(mask)}
     return z, g, info
-
-
-def run_method(inputs: MethodInputs, s, model: str, alpha: float = 1.0) -> MethodOutputs:
-    """Runs TransCLIP-ZS or StatA (`model`) on a classification job's inputs with the method's
-    settings `s` (center, prior_scale, k, iterations, lam_prior, lam_laplacian, block)."""
-    n = int(to_host(inputs.mask).sum())
-    graph_outputs.require_graph_pool(n, model)
-    x, mean = graph_outputs.pool_features(inputs.x, inputs.mask, s.center)
-    k = min(s.k, n - 1)
-    nb = knn_affinity(x, inputs.mask, k, mesh=inputs.mesh, block=s.block)
-    z, _, info = solve(x, inputs.mask, inputs.class_weights, nb, s.prior_scale, model=model, k=k,
-                       iterations=s.iterations, lam_prior=s.lam_prior,
-                       lam_laplacian=s.lam_laplacian, alpha=alpha)
-    probs = graph_outputs.host_rows(z, n)
-    head = graph_outputs.soft_mean_head(x, z, inputs.mask, mean, inputs.logit_scale)
-    metrics = {
-        "gaussian_model": model, "centered": bool(s.center), "prior_scale": s.prior_scale, "k": k,
-        "iterations": s.iterations, "z_steps": Z_STEPS,
-        "last_round_max_change": float(info["last_change"]),
-        "agreement_with_prior": float(info["prior_agreement"]),
-        "graph_edges": int(to_host(jnp.sum(nb.w != 0))),
-        "predictions_setting": TRANSDUCTIVE, "head": "soft class means (inductive)",
-    }
-    return MethodOutputs(probs, graph_outputs.predict(probs), head, TRANSDUCTIVE, metrics)

@@ -66,11 +66,16 @@ PROTOTYPE_SOURCES = ("text", "rectified")
 
 
 def class_prototypes(source: str, x: jax.Array, mask: jax.Array, class_weights: jax.Array,
-                     scale: float) -> jax.Array:
+                     scale: float, prior: np.ndarray | None = None) -> jax.Array:
     """(C, D) class prototypes of a graph method: the class embeddings ("text") or their
-    `rectified_prototypes` on the pool x (Np, D) at the model's logit scale ("rectified")."""
+    `rectified_prototypes` on the pool x (Np, D) at the model's logit scale ("rectified").
+    prior (N, C) host, a chained run's start probabilities (`init.from`): "rectified" takes the
+    soft means under them instead of under the text softmax; "text" ignores it."""
     if source == "text":
         return class_weights
+    if source == "rectified" and prior is not None:
+        prior = np.asarray(prior, np.float32)
+        return _soft_means(x, jnp.asarray(np.pad(prior, ((0, x.shape[0] - len(prior)), (0, 0)))), mask)
     if source == "rectified":
         return rectified_prototypes(x, mask, class_weights, scale)
     raise ValueError(f"prototype source must be one of {PROTOTYPE_SOURCES}, not {source!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -122,10 +123,7 @@ class Classifier:
             if model.weights_hash != m["weights_hash"]:
                 raise ValueError(f"the model at {m.get('path') or m['id']} has weights hash "
                                  f"{model.weights_hash}, the artifact was made with {m['weights_hash']}")
-            setup = self.meta.get("model_setup") or {}
-            if setup.get("visual_prompts"):
-                model.add_visual_prompts(int(setup["visual_prompts"]), deep=bool(setup.get("deep", False)))
-            apply_params(model, self.params)
+            install_tuned(model, self.meta.get("model_setup") or {}, self.params)
             self._model = model
         return self._model
 
@@ -228,6 +226,20 @@ def apply_params(model, params: dict) -> None:
             raise ValueError(f"artifact parameter {name!r} has shape {value.shape}, "
                              f"the model's is {tuple(obj[...].shape)}")
         obj[...] = value
+
+
+def install_tuned(model, setup: dict, params: dict) -> None:
+    """Makes the frozen `model` the artifact's: installs what `setup` names (visual prompts), writes
+    the tuned `params` and, when there are any, records their hash as `model.tuned_hash` (part of
+    the embedding cache key, adapt/features/embed.py)."""
+    if setup.get("visual_prompts"):
+        model.add_visual_prompts(int(setup["visual_prompts"]), deep=bool(setup.get("deep", False)))
+    apply_params(model, params)
+    if params:
+        h = hashlib.sha256(json.dumps(setup, sort_keys=True).encode())
+        for name in sorted(params):
+            h.update(name.encode() + np.ascontiguousarray(params[name]).tobytes())
+        model.tuned_hash = h.hexdigest()[:16]
 
 
 def load(path) -> Classifier:
