@@ -1,6 +1,8 @@
 """The shared tuning loop, pseudo-label selection, augmentations and prompt wiring (spec
 pseudolabel_prompt_tuning.md, "Property checks and tests")."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -288,3 +290,62 @@ def test_round_record_and_checkpoint_folders(tmp_path):
     assert fit_round(loss_fn, jnp.zeros(()), data, Inputs, name="round_00", checkpoints=root, **kw).resumed_from == 2
     fit_round(loss_fn, jnp.zeros(()), data, Inputs, name="round_01", checkpoints=None, **kw)
     assert sorted(p.name for p in root.iterdir()) == ["round_00"]
+
+
+def test_plan_epochs_floor_makes_steps_per_round_independent_of_pool_size():
+    """The floor in optimizer steps: every pool whose plain schedule falls short gets >= min_steps
+    (fewer than one extra pass over), a pool that already reaches it runs the plain schedule."""
+    plain = tuning.plan_epochs(8000, 64, 10, 1, min_steps=0)
+    assert (plain.passes, plain.steps_per_epoch, plain.steps, plain.rule) == (1, 125, 1250, "epochs")
+    for n_rows in (37, 80, 240, 800, 2400):
+        p = tuning.plan_epochs(n_rows, 64, 10, 1, min_steps=300)
+        per_pass = -(-n_rows // min(64, n_rows))
+        assert p.epochs == 10 and p.warmup_epochs == 1  # the LR schedule keeps its shape
+        assert 300 <= p.steps < 300 + 10 * per_pass and p.steps == 10 * p.passes * per_pass
+        assert p.rule == ("min_steps" if 10 * per_pass < 300 else "epochs")
+    assert tuning.plan_epochs(8000, 64, 10, 1, min_steps=300) == dataclasses.replace(plain, min_steps=300)
+    with pytest.raises(ValueError):
+        tuning.plan_epochs(10, 4, 0)
+
+
+def test_extra_passes_are_fresh_permutations_and_pass_one_is_the_plain_order():
+    key = jax.random.key(3)
+    plain, plain_valid, s1 = tuning.epoch_order(key, 4, 21, 8, 8, drop_last=False)
+    order, valid, steps = tuning.epoch_order(key, 4, 21, 8, 8, drop_last=False, passes=3)
+    assert steps == 3 * s1 and valid.sum() == 3 * 21
+    per = len(plain)
+    np.testing.assert_array_equal(order[:per], plain)
+    for p in range(3):
+        o, v = order[p * per:(p + 1) * per], valid[p * per:(p + 1) * per]
+        assert sorted(o[v].tolist()) == list(range(21))
+    assert not np.array_equal(order[per:2 * per], order[2 * per:])  # the extra passes differ
+    again, _, _ = tuning.epoch_order(key, 4, 21, 8, 8, drop_last=False, passes=3)
+    np.testing.assert_array_equal(order, again)  # a function of (key, epoch) only
+
+
+def test_defaults_per_model_family():
+    """A bare run resolves "auto" per model: offline -> visual prompts + LoRA, short schedule with a
+    step floor; CLIP -> the spec's textual CoOp schedule, no floor. Explicit values win."""
+    from adapt.tuning.prompted import model_family
+    from configs.pseudolabel import get_config
+    from methods.pseudolabel import OFFLINE_MIN_STEPS, Settings, resolve
+
+    class Head:
+        head_bn = None
+
+    offline_like = type("Offline", (), {"image": Head()})()
+    clip_like = type("Clip", (), {"add_visual_prompts": lambda self, *a: None})()
+    assert model_family(offline_like) == "offline" and model_family(clip_like) == "clip"
+    with pytest.raises(TypeError):
+        model_family(object())
+    asked = Settings(**dict(get_config().method_args.items()))
+    off, clip = resolve(asked, "offline"), resolve(asked, "clip")
+    assert (off.prompt, off.epochs, off.warmup_epochs, off.batch_size, off.lora_rank, off.min_steps) == (
+        "visual", 10, 1, 64, 16, OFFLINE_MIN_STEPS)
+    assert off.lr == pytest.approx(0.4)
+    assert (clip.prompt, clip.epochs, clip.warmup_epochs, clip.batch_size, clip.lora_rank, clip.min_steps) == (
+        "textual", 150, 5, 16, 0, 0)
+    assert clip.lr == pytest.approx(0.1)
+    mine = resolve(dataclasses.replace(asked, prompt="multimodal", epochs=3, min_steps=0), "offline")
+    assert (mine.prompt, mine.epochs, mine.batch_size, mine.lora_rank, mine.min_steps) == ("multimodal", 3, 128, 0, 0)
+    assert mine.lr == pytest.approx(0.01 * 128 / 16)
