@@ -66,7 +66,7 @@ class Settings:
     weight_decay: float
     label_smoothing: float
     augment: str
-    min_steps: int = 0
+    min_steps: int
 
     def __post_init__(self):
         check_choice("descriptions", self.descriptions, DESCRIPTION_SOURCES,

@@ -64,7 +64,7 @@ class Settings:
     center: bool
     augment: str
     warm_start: bool
-    min_steps: int = -1
+    min_steps: int
 
     def __post_init__(self):
         check_choice("strategy", self.strategy, STRATEGIES)
