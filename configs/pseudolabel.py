@@ -8,13 +8,13 @@ without one, give a folder with `--set pool.path=DIR`.
 Defaults depend on the model (resolved at run time, `methods/pseudolabel.py::resolve`, recorded in
 metrics.json as `settings` and `model_family`): "auto" values become
 - offline default model: visual prompts (head BN affine + rank-16 LoRA of the head conv), 10 epochs,
-  1 warm-up epoch, batch 64, LR 0.4, and at least 300 optimizer steps per round (`min_steps`; chosen on
-  held-out train-split pools, experiments/pseudolabel/README.md) so that a 1,000-image pool is tuned
-  as much per round as a 10,000-image one;
+  1 warm-up epoch, batch 64, LR 0.4, and at least 30 optimizer steps an epoch, 300 a round
+  (`min_steps_per_epoch`; chosen on a held-out train-split pool, experiments/pseudolabel/README.md), so
+  that a 1,000-image pool is tuned about as much per round as a 10,000-image one;
 - CLIP checkpoints: the spec's textual CoOp context, batch 16, 150 epochs, 5 warm-up epochs, no floor.
 Spec values otherwise: SGD momentum 0.9, weight decay 0.1, LR 0.1 textual/visual and 0.01
 multimodal (scaled x batch / 16 when the LR is auto), 16 context vectors, no augmentation, fresh
-prompts each round. Any value set explicitly wins; `min_steps=0` = epochs only.
+prompts each round. Any value set explicitly wins; `min_steps_per_epoch=0` = one pass an epoch.
 """
 from configs.common import base_config
 
@@ -30,7 +30,7 @@ def get_config(arg: str = ""):
     a.fixed_k = 16  # K of FPL and IFPL
     a.epochs = 0  # 0 = auto: 10 offline, 150 CLIP (the spec's)
     a.warmup_epochs = -1  # -1 = auto: 1 offline, 5 CLIP
-    a.min_steps = -1  # floor on optimizer steps per round (epochs raised to reach it); -1 = auto, 0 = none
+    a.min_steps_per_epoch = -1  # floor on optimizer steps an epoch (extra passes over small pools); -1 = auto, 0 = none
     a.batch_size = 0  # 0 = auto: 64 offline visual, 128 offline textual/multimodal, 16 CLIP
     a.lr = 0.0  # 0 = the spec's LR for the prompt type x batch / 16
     a.weight_decay = 0.1

@@ -12,10 +12,11 @@ Prompt types map onto the model (adapt/tuning/prompted.py): CLIP gets CoOp conte
 offline default gets MiniLM context vectors / the head BatchNorm's affine.
 
 Defaults per model family (`resolve`; "auto" = prompt "auto", epochs / batch_size 0, warmup_epochs /
-lora_rank / min_steps -1, lr 0): the offline default gets visual prompts (head BN affine + rank-16
-LoRA: its grounded class names leave textual context almost nothing to move) on the declared short
-schedule (10 epochs, 1 warm-up, batch 64) with a floor of OFFLINE_MIN_STEPS optimizer steps per
-round (`adapt.tuning.loop.plan_epochs`: small pools get as many updates per round as large ones);
+lora_rank / min_steps_per_epoch -1, lr 0): the offline default gets visual prompts (head BN affine +
+rank-16 LoRA: its grounded class names leave textual context almost nothing to move) on the declared
+short schedule (10 epochs, 1 warm-up, batch 64) with a floor of 30 optimizer steps per epoch, so at
+least 300 per round (`adapt.tuning.loop.plan_epochs`: small pools get as many updates per round as
+large ones);
 CLIP-like models get the spec's textual CoOp context, 150 epochs, 5 warm-up, batch 16, no floor.
 An auto LR is the spec's LR for the prompt type scaled linearly with the batch (x batch / 16).
 """
@@ -37,10 +38,10 @@ from adapt.tuning.prompted import PROMPTS, make_prompted, model_family
 DESCRIPTION = "Pseudolabel prompt tuning: FPL / IFPL / GRIP with textual, visual or multimodal prompts"
 STRATEGIES = ("fpl", "ifpl", "grip")
 LABEL_SETTINGS = ("ul", "ssl")
-OFFLINE_MIN_STEPS = 300  # chosen on held-out train-split pools: experiments/pseudolabel/README.md
+OFFLINE_MIN_STEPS_PER_EPOCH = 30  # 300 a round; chosen on a held-out train-split pool: experiments/pseudolabel/README.md
 FAMILY_DEFAULTS = {  # what "auto" becomes per model family (see the module docstring)
-    "offline": dict(prompt="visual", epochs=10, warmup_epochs=1, min_steps=OFFLINE_MIN_STEPS),
-    "clip": dict(prompt="textual", epochs=150, warmup_epochs=5, min_steps=0),
+    "offline": dict(prompt="visual", epochs=10, warmup_epochs=1, min_steps_per_epoch=OFFLINE_MIN_STEPS_PER_EPOCH),
+    "clip": dict(prompt="textual", epochs=150, warmup_epochs=5, min_steps_per_epoch=0),
 }
 
 
@@ -64,7 +65,7 @@ class Settings:
     center: bool
     augment: str
     warm_start: bool
-    min_steps: int
+    min_steps_per_epoch: int
 
     def __post_init__(self):
         check_choice("strategy", self.strategy, STRATEGIES)
@@ -82,7 +83,7 @@ def resolve(s: Settings, family: str) -> Settings:
         warmup_epochs=d["warmup_epochs"] if s.warmup_epochs < 0 else s.warmup_epochs,
         lr=s.lr or _default_lr(prompt) * batch / 16,
         lora_rank=(16 if family == "offline" and prompt == "visual" else 0) if s.lora_rank < 0 else s.lora_rank,
-        min_steps=d["min_steps"] if s.min_steps < 0 else s.min_steps)
+        min_steps_per_epoch=d["min_steps_per_epoch"] if s.min_steps_per_epoch < 0 else s.min_steps_per_epoch)
 
 
 def few_labels(config, labels: np.ndarray) -> np.ndarray | None:
@@ -143,7 +144,8 @@ def train_round(prompted, s: Settings, inputs: MethodInputs, params, probs, r: i
                       labelled_weight(len(tr_idx), len(known), s.prompt))
     if params is None or not s.warm_start:
         params = prompted.init(inputs.seed)
-    plan = tuning.plan_epochs(len(data["y"]), s.batch_size, s.epochs, s.warmup_epochs, s.min_steps)
+    plan = tuning.plan_epochs(len(data["y"]), s.batch_size, s.epochs, s.warmup_epochs,
+                              s.min_steps_per_epoch)
     opt = tuning.sgd(s.lr, plan.epochs, plan.steps_per_epoch, warmup_epochs=plan.warmup_epochs,
                      weight_decay=s.weight_decay)
     res = tuning_rounds.fit_round(pseudolabel_loss(prompted, s.augment), params, data, inputs,
@@ -186,9 +188,10 @@ def make(config) -> Method:
                        trainable_parameters=tuning.n_params(params), epochs=s.epochs,
                        batch_size=s.batch_size, n_labelled=int(len(known)), model_family=family,
                        settings=dataclasses.asdict(s),
-                       schedule=dict(rule="min_steps" if s.min_steps else "epochs", epochs=s.epochs,
-                                     min_steps=s.min_steps, steps=[rd["schedule"]["steps"] for rd in rounds],
-                                     raised=[rd["schedule"]["rule"] == "min_steps" for rd in rounds]),
+                       schedule=dict(rule="min_steps_per_epoch" if s.min_steps_per_epoch else "epochs",
+                                     epochs=s.epochs, min_steps_per_epoch=s.min_steps_per_epoch,
+                                     steps=[rd["schedule"]["steps"] for rd in rounds],
+                                     raised=[rd["schedule"]["rule"] == "min_steps_per_epoch" for rd in rounds]),
                        per_round=[{k_: v for k_, v in rd.items() if k_ in ("round", "k", "counts", "fallback",
                                                                           "n_train", "n_val", "resumed_epochs",
                                                                           "schedule")}

@@ -293,17 +293,18 @@ def test_round_record_and_checkpoint_folders(tmp_path):
 
 
 def test_plan_epochs_floor_makes_steps_per_round_independent_of_pool_size():
-    """The floor in optimizer steps: every pool whose plain schedule falls short gets >= min_steps
-    (fewer than one extra pass over), a pool that already reaches it runs the plain schedule."""
-    plain = tuning.plan_epochs(8000, 64, 10, 1, min_steps=0)
+    """The floor of 30 steps an epoch: every pool whose one pass falls short gets 300-(300 + 10 x one
+    pass) steps in 10 epochs; a pool whose one pass reaches 30 runs the plain schedule."""
+    plain = tuning.plan_epochs(8000, 64, 10, 1, min_steps_per_epoch=0)
     assert (plain.passes, plain.steps_per_epoch, plain.steps, plain.rule) == (1, 125, 1250, "epochs")
     for n_rows in (37, 80, 240, 800, 2400):
-        p = tuning.plan_epochs(n_rows, 64, 10, 1, min_steps=300)
+        p = tuning.plan_epochs(n_rows, 64, 10, 1, min_steps_per_epoch=30)
         per_pass = -(-n_rows // min(64, n_rows))
         assert p.epochs == 10 and p.warmup_epochs == 1  # the LR schedule keeps its shape
-        assert 300 <= p.steps < 300 + 10 * per_pass and p.steps == 10 * p.passes * per_pass
-        assert p.rule == ("min_steps" if 10 * per_pass < 300 else "epochs")
-    assert tuning.plan_epochs(8000, 64, 10, 1, min_steps=300) == dataclasses.replace(plain, min_steps=300)
+        assert 30 <= p.steps_per_epoch < 30 + per_pass and p.steps == 10 * p.passes * per_pass
+        assert p.rule == ("min_steps_per_epoch" if per_pass < 30 else "epochs")
+    floored = tuning.plan_epochs(8000, 64, 10, 1, min_steps_per_epoch=30)
+    assert floored == dataclasses.replace(plain, min_steps_per_epoch=30)
     with pytest.raises(ValueError):
         tuning.plan_epochs(10, 4, 0)
 
@@ -328,7 +329,7 @@ def test_defaults_per_model_family():
     step floor; CLIP -> the spec's textual CoOp schedule, no floor. Explicit values win."""
     from adapt.tuning.prompted import model_family
     from configs.pseudolabel import get_config
-    from methods.pseudolabel import OFFLINE_MIN_STEPS, Settings, resolve
+    from methods.pseudolabel import OFFLINE_MIN_STEPS_PER_EPOCH, Settings, resolve
 
     class Head:
         head_bn = None
@@ -340,12 +341,12 @@ def test_defaults_per_model_family():
         model_family(object())
     asked = Settings(**dict(get_config().method_args.items()))
     off, clip = resolve(asked, "offline"), resolve(asked, "clip")
-    assert (off.prompt, off.epochs, off.warmup_epochs, off.batch_size, off.lora_rank, off.min_steps) == (
-        "visual", 10, 1, 64, 16, OFFLINE_MIN_STEPS)
+    assert (off.prompt, off.epochs, off.warmup_epochs, off.batch_size, off.lora_rank, off.min_steps_per_epoch) == (
+        "visual", 10, 1, 64, 16, OFFLINE_MIN_STEPS_PER_EPOCH)
     assert off.lr == pytest.approx(0.4)
-    assert (clip.prompt, clip.epochs, clip.warmup_epochs, clip.batch_size, clip.lora_rank, clip.min_steps) == (
+    assert (clip.prompt, clip.epochs, clip.warmup_epochs, clip.batch_size, clip.lora_rank, clip.min_steps_per_epoch) == (
         "textual", 150, 5, 16, 0, 0)
     assert clip.lr == pytest.approx(0.1)
-    mine = resolve(dataclasses.replace(asked, prompt="multimodal", epochs=3, min_steps=0), "offline")
-    assert (mine.prompt, mine.epochs, mine.batch_size, mine.lora_rank, mine.min_steps) == ("multimodal", 3, 128, 0, 0)
+    mine = resolve(dataclasses.replace(asked, prompt="multimodal", epochs=3, min_steps_per_epoch=0), "offline")
+    assert (mine.prompt, mine.epochs, mine.batch_size, mine.lora_rank, mine.min_steps_per_epoch) == ("multimodal", 3, 128, 0, 0)
     assert mine.lr == pytest.approx(0.01 * 128 / 16)

@@ -49,13 +49,13 @@ def self_learn(prompted, vocab_weights: jax.Array, structural: np.ndarray,
                lr: float = 1e-3, weight_decay: float = 0.05, tau: float = 0.5, w_ins: float = 1.0,
                w_str: float = 0.25, warmup_epochs: int = 2, augment: str = "weak", key, mesh,
                checkpoint_dir: str | Path | None = None, progress: bool = True, seed: int = 0,
-               min_steps: int = 0):
+               min_steps_per_epoch: int = 0):
     """Runs the self-learning epochs. vocab_weights (|V|, D); structural (n,) vocabulary indices;
-    `min_steps`: a floor on optimizer steps in all (`adapt.tuning.loop.plan_epochs`: more passes
-    over the pool per epoch, the restructuring still once per epoch).
+    `min_steps_per_epoch`: a floor on optimizer steps an epoch (`adapt.tuning.loop.plan_epochs`: more
+    passes over the pool per epoch, the restructuring still once per epoch).
     Returns (student params, teacher params, history rows, structural labels of the last epoch)."""
     n = len(structural)
-    plan = tuning.plan_epochs(n, batch_size, epochs, 0, min_steps)
+    plan = tuning.plan_epochs(n, batch_size, epochs, 0, min_steps_per_epoch)
     sched = optax.cosine_decay_schedule(lr, plan.steps, alpha=1e-3)
     opt = ema_teacher(optax.adamw(sched, weight_decay=weight_decay))
     weights = jnp.asarray(vocab_weights)

@@ -7,9 +7,10 @@ replicated, so gradients are averaged over devices by XLA. Randomness depends on
 parameters, optimizer state and history go to an orbax checkpoint; a rerun with the same arguments
 resumes from the last one and ends bit-identical to an uninterrupted run.
 
-How long a fit runs is planned by `plan_epochs`: the epochs asked for, each of several shuffled
-passes over the rows when one pass an epoch gives fewer than `min_steps` optimizer steps in all (a
-floor in steps, so a small pool gets as many updates per round as a large one). 0 = epochs only.
+How long a fit runs is planned by `plan_epochs`: the epochs asked for, each made of several shuffled
+passes over the rows when one pass gives fewer than `min_steps_per_epoch` optimizer steps (a floor
+in steps, so a small pool gets as many updates per round as a large one: at least epochs x floor).
+0 = one pass an epoch. (A floor per epoch rather than per fit: shortening a run's epochs shortens it.)
 
 The loss is `loss_fn(params, batch, key) -> (loss, aux)` over one global batch: `batch` holds the
 (B, ...) rows of every data array plus "mask" (B,) (False on padding rows of the last, partial
@@ -59,8 +60,8 @@ def sgd(base_lr: float, epochs: int, steps_per_epoch: int, *, warmup_epochs: int
 class EpochPlan:
     """How long one fit runs: `epochs` (the LR schedule's unit, one checkpoint each), each of `passes`
     shuffled passes over the rows, so `steps_per_epoch` optimizer steps an epoch and `steps` in all;
-    `rule` says which setting decided: "epochs" (one pass an epoch gave at least `min_steps`) or
-    "min_steps" (the floor added passes)."""
+    `rule` says which setting decided: "epochs" (one pass gave at least `min_steps_per_epoch`
+    steps) or "min_steps_per_epoch" (the floor added passes)."""
 
     epochs: int
     warmup_epochs: int
@@ -68,7 +69,7 @@ class EpochPlan:
     steps_per_epoch: int
     steps: int
     rule: str
-    min_steps: int = 0
+    min_steps_per_epoch: int = 0
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -81,18 +82,19 @@ def steps_per_pass(n_rows: int, batch_size: int, drop_last: bool = False) -> int
     return max(-(-n_rows // max(min(batch_size, n_rows), 1)), 1)
 
 
-def plan_epochs(n_rows: int, batch_size: int, epochs: int, warmup_epochs: int = 0, min_steps: int = 0,
+def plan_epochs(n_rows: int, batch_size: int, epochs: int, warmup_epochs: int = 0, min_steps_per_epoch: int = 0,
                 drop_last: bool = False) -> EpochPlan:
-    """`epochs` epochs of P passes each, P the fewest (>= 1) giving at least `min_steps` steps in all:
-    the number of optimizer steps no longer shrinks with the pool, the LR schedule (per epoch) and
-    the checkpoints (one per epoch) keep their shape, and with P = 1 the fit is the plain one."""
-    if epochs < 1 or min_steps < 0 or warmup_epochs < 0:
-        raise ValueError(f"need epochs >= 1, warmup_epochs >= 0, min_steps >= 0; got {epochs}, "
-                         f"{warmup_epochs}, {min_steps}")
+    """`epochs` epochs of P passes each, P the fewest (>= 1) giving at least `min_steps_per_epoch`
+    steps an epoch: the number of optimizer steps no longer shrinks with the pool, the LR schedule
+    (per epoch) and the checkpoints (one per epoch) keep their shape, and with P = 1 the fit is the
+    plain one."""
+    if epochs < 1 or min_steps_per_epoch < 0 or warmup_epochs < 0:
+        raise ValueError(f"need epochs >= 1, warmup_epochs >= 0, min_steps_per_epoch >= 0; got {epochs}, "
+                         f"{warmup_epochs}, {min_steps_per_epoch}")
     per_pass = steps_per_pass(n_rows, batch_size, drop_last)
-    passes = max(1, -(-min_steps // (epochs * per_pass)))
+    passes = max(1, -(-min_steps_per_epoch // per_pass))
     return EpochPlan(epochs, warmup_epochs, passes, passes * per_pass, epochs * passes * per_pass,
-                     "min_steps" if passes > 1 else "epochs", min_steps)
+                     "min_steps_per_epoch" if passes > 1 else "epochs", min_steps_per_epoch)
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ for d in map(Path, sys.argv[1:]):
     acc, czs = 100 * m["accuracy"], 100 * m["centered_zero_shot_accuracy"]
     sched = m.get("schedule", {})
     steps = sched.get("steps") or [r.get("schedule", {}).get("steps") for r in m.get("per_round", [])]
-    print(f"{d.name}: n={m.get('n_images', m.get('pool_size', '?'))} min_steps={sched.get('min_steps', m.get('stage3_schedule', {}).get('min_steps', 0))} "
+    print(f"{d.name}: n={m.get('n_images', m.get('pool_size', '?'))} min_steps_per_epoch={sched.get('min_steps_per_epoch', m.get('stage3_schedule', {}).get('min_steps_per_epoch', 0))} "
           f"acc {acc:.2f} czs {czs:.2f} gain {acc - czs:+.2f} method {m['seconds']['method']:.0f}s steps {steps}")
     rounds = m.get("rounds") or []
     if rounds:
