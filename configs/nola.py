@@ -14,6 +14,9 @@ choice). Descriptions: a `classes.descriptions` CuPL file if given, else WordNet
 Spec values kept: k = max(16, floor(0.2 N / C)) with the rank-2/3 fallback; labeller 256 hidden,
 Adam 1e-3, batch 32, 50 epochs; stage 3 AdamW lr 4e-3, weight decay 0.01 except biases, constant LR,
 batch 512, 50 epochs, label smoothing 0.1, last epoch reported.
+Stage 3 also gets a floor of 20 optimizer steps an epoch (`min_steps_per_epoch`; 1,000 in 50 epochs,
+what a 10,000-image pool gets at batch 512; a smaller pool makes several passes per epoch instead of
+getting 1/10 of the updates).
 Deviations (declared):
 - `center`: the CDE probabilities and the tuned features are centred on the frozen pool mean (the
   transductive step of the centred zero-shot baseline); the spec uses raw CLIP features.
@@ -41,6 +44,7 @@ def get_config(arg: str = ""):
     a.labeller_lr = 1e-3
     a.labeller_batch_size = 32
     a.epochs = 50
+    a.min_steps_per_epoch = 20  # stage 3: at least this many steps an epoch (passes over a small pool); 0 = one pass
     a.batch_size = 512
     a.lr = 4e-3
     a.weight_decay = 0.01

@@ -13,7 +13,9 @@ the engine's `rounds` 1-3 (it scores them when labels exist; the method never se
 3. tuned: the image tower's tunable parameters (`adapt.tuning.prompted`, prompt "visual": VPT tokens on
    CLIP, the head BatchNorm affine on the offline default) plus W (C, D) initialised from W_cde,
    label-smoothed CE against the labeller's labels, AdamW without decay on "bias" parameters,
-   constant LR, last epoch reported. Logits s W f with f the (centred) unit image feature and s the
+   constant LR, last epoch reported; at least `min_steps_per_epoch` optimizer steps an epoch
+   (`adapt.tuning.loop.plan_epochs`: each epoch makes several passes over a small pool, so a
+   1,000-image pool gets the 1,000 steps that 50 epochs of a 10,000-image pool give; 0 = one pass). Logits s W f with f the (centred) unit image feature and s the
    model's logit scale (the spec: unnormalised CLIP feature, no scale; the same argmax family).
 """
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Settings:
     weight_decay: float
     label_smoothing: float
     augment: str
+    min_steps_per_epoch: int
 
     def __post_init__(self):
         check_choice("descriptions", self.descriptions, DESCRIPTION_SOURCES,
@@ -157,9 +160,10 @@ def make(config) -> Method:
         # stage 3
         prompted = make_prompted(inputs, "visual", center=s.center, embed_kwargs=embed_kwargs, progress=inputs.progress)
         params = {"visual": prompted.init(inputs.seed), "head": jnp.asarray(w_cde, jnp.float32)}
+        plan = tuning.plan_epochs(n, s.batch_size, s.epochs, 0, s.min_steps_per_epoch)
         res = tuning_rounds.fit_round(stage3_loss(prompted, scale, c, s.label_smoothing, s.augment), params,
                                       {**prompted.data, "y": y_dl}, inputs, name="stage3", checkpoints=checkpoints,
-                                      optimizer=adamw(s.lr, s.weight_decay), epochs=s.epochs,
+                                      optimizer=adamw(s.lr, s.weight_decay), epochs=plan.epochs, passes=plan.passes,
                                       batch_size=s.batch_size, key=jax.random.fold_in(inputs.key, 3),
                                       desc="NoLA stage 3")
         tuned = tuning_rounds.export_tuned(prompted, res.params["visual"], head_weights=res.params["head"])
@@ -176,6 +180,7 @@ def make(config) -> Method:
                        labeller_final=dl_history[-1] if dl_history else None,
                        labeller_label_counts=np.bincount(y_dl, minlength=c).tolist(),
                        trainable_parameters=tuning.n_params(res.params), epochs=s.epochs,
+                       stage3_schedule=plan.as_dict(),
                        batch_size=s.batch_size, augment=s.augment, center=s.center,
                        stage3_final=res.history[-1], resumed_epochs=res.resumed_from,
                        predictions_setting=TRANSDUCTIVE,

@@ -10,6 +10,15 @@ with weight |U_pl| / |L| (square root for multimodal). Last epoch of the last ro
 
 Prompt types map onto the model (adapt/tuning/prompted.py): CLIP gets CoOp context / VPT tokens; the
 offline default gets MiniLM context vectors / the head BatchNorm's affine.
+
+Defaults per model family (`resolve`; "auto" = prompt "auto", epochs / batch_size 0, warmup_epochs /
+lora_rank / min_steps_per_epoch -1, lr 0): the offline default gets visual prompts (head BN affine +
+rank-16 LoRA: its grounded class names leave textual context almost nothing to move) on the declared
+short schedule (10 epochs, 1 warm-up, batch 64) with a floor of 30 optimizer steps per epoch, so at
+least 300 per round (`adapt.tuning.loop.plan_epochs`: small pools get as many updates per round as
+large ones);
+CLIP-like models get the spec's textual CoOp context, 150 epochs, 5 warm-up, batch 16, no floor.
+An auto LR is the spec's LR for the prompt type scaled linearly with the batch (x batch / 16).
 """
 from __future__ import annotations
 
@@ -24,11 +33,16 @@ from adapt.core.settings import check_choice, parse_method_args
 from adapt.tuning import loop as tuning
 from adapt.tuning import pseudolabels
 from adapt.tuning import rounds as tuning_rounds
-from adapt.tuning.prompted import PROMPTS, make_prompted
+from adapt.tuning.prompted import PROMPTS, make_prompted, model_family
 
 DESCRIPTION = "Pseudolabel prompt tuning: FPL / IFPL / GRIP with textual, visual or multimodal prompts"
 STRATEGIES = ("fpl", "ifpl", "grip")
 LABEL_SETTINGS = ("ul", "ssl")
+OFFLINE_MIN_STEPS_PER_EPOCH = 30  # 300 a round; chosen on a held-out train-split pool: experiments/pseudolabel/README.md
+FAMILY_DEFAULTS = {  # what "auto" becomes per model family (see the module docstring)
+    "offline": dict(prompt="visual", epochs=10, warmup_epochs=1, min_steps_per_epoch=OFFLINE_MIN_STEPS_PER_EPOCH),
+    "clip": dict(prompt="textual", epochs=150, warmup_epochs=5, min_steps_per_epoch=0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +65,25 @@ class Settings:
     center: bool
     augment: str
     warm_start: bool
+    min_steps_per_epoch: int
 
     def __post_init__(self):
         check_choice("strategy", self.strategy, STRATEGIES)
-        check_choice("prompt", self.prompt, PROMPTS)
+        check_choice("prompt", self.prompt, PROMPTS + ("auto",))
         check_choice("setting", self.setting, LABEL_SETTINGS)
+
+
+def resolve(s: Settings, family: str) -> Settings:
+    """`s` with every "auto" value replaced by the model family's default (module docstring)."""
+    d = FAMILY_DEFAULTS[family]
+    prompt = d["prompt"] if s.prompt == "auto" else s.prompt
+    batch = s.batch_size or (16 if family == "clip" else 64 if prompt == "visual" else 128)
+    return dataclasses.replace(
+        s, prompt=prompt, batch_size=batch, epochs=s.epochs or d["epochs"],
+        warmup_epochs=d["warmup_epochs"] if s.warmup_epochs < 0 else s.warmup_epochs,
+        lr=s.lr or _default_lr(prompt) * batch / 16,
+        lora_rank=(16 if family == "offline" and prompt == "visual" else 0) if s.lora_rank < 0 else s.lora_rank,
+        min_steps_per_epoch=d["min_steps_per_epoch"] if s.min_steps_per_epoch < 0 else s.min_steps_per_epoch)
 
 
 def few_labels(config, labels: np.ndarray) -> np.ndarray | None:
@@ -116,25 +144,30 @@ def train_round(prompted, s: Settings, inputs: MethodInputs, params, probs, r: i
                       labelled_weight(len(tr_idx), len(known), s.prompt))
     if params is None or not s.warm_start:
         params = prompted.init(inputs.seed)
-    steps = -(-len(data["y"]) // s.batch_size)
-    opt = tuning.sgd(s.lr or _default_lr(s.prompt), s.epochs, steps, warmup_epochs=s.warmup_epochs,
+    plan = tuning.plan_epochs(len(data["y"]), s.batch_size, s.epochs, s.warmup_epochs,
+                              s.min_steps_per_epoch)
+    opt = tuning.sgd(s.lr, plan.epochs, plan.steps_per_epoch, warmup_epochs=plan.warmup_epochs,
                      weight_decay=s.weight_decay)
     res = tuning_rounds.fit_round(pseudolabel_loss(prompted, s.augment), params, data, inputs,
                                   name=f"round_{r:02d}", checkpoints=checkpoints, optimizer=opt,
-                                  epochs=s.epochs, batch_size=s.batch_size, key=jax.random.fold_in(inputs.key, r),
+                                  epochs=plan.epochs, batch_size=s.batch_size, passes=plan.passes,
+                                  key=jax.random.fold_in(inputs.key, r),
                                   desc=f"{s.strategy} {s.prompt} round {r + 1}/{n_rounds} (K={k})")
     probs = prompted.probs(res.params)
     record = tuning_rounds.round_record(r + 1, k, sel.indices, sel.labels, probs.argmax(1), res.history,
                                         resumed_epochs=res.resumed_from, counts=sel.counts.tolist(),
-                                        fallback=sel.fallback, n_train=len(tr_idx), n_val=len(va_idx))
+                                        fallback=sel.fallback, n_train=len(tr_idx), n_val=len(va_idx),
+                                        schedule=plan.as_dict())
     return res.params, probs, record
 
 
 def make(config) -> Method:
-    s = parse_method_args(Settings, config.method_args, "pseudolabel")
+    asked = parse_method_args(Settings, config.method_args, "pseudolabel")
     fingerprint = tuning_rounds.run_fingerprint(config)
 
     def run(inputs: MethodInputs) -> MethodOutputs:
+        family = model_family(inputs.model)
+        s = resolve(asked, family)
         n = int(to_host(inputs.mask).sum())
         c = len(inputs.class_names)
         embed = inputs.embed or EmbedOptions()
@@ -153,15 +186,21 @@ def make(config) -> Method:
         tuned = tuning_rounds.export_tuned(prompted, params)
         metrics = dict(strategy=s.strategy, prompt=s.prompt, paradigm=s.setting,
                        trainable_parameters=tuning.n_params(params), epochs=s.epochs,
-                       batch_size=s.batch_size, n_labelled=int(len(known)),
+                       batch_size=s.batch_size, n_labelled=int(len(known)), model_family=family,
+                       settings=dataclasses.asdict(s),
+                       schedule=dict(rule="min_steps_per_epoch" if s.min_steps_per_epoch else "epochs",
+                                     epochs=s.epochs, min_steps_per_epoch=s.min_steps_per_epoch,
+                                     steps=[rd["schedule"]["steps"] for rd in rounds],
+                                     raised=[rd["schedule"]["rule"] == "min_steps_per_epoch" for rd in rounds]),
                        per_round=[{k_: v for k_, v in rd.items() if k_ in ("round", "k", "counts", "fallback",
-                                                                          "n_train", "n_val", "resumed_epochs")}
+                                                                          "n_train", "n_val", "resumed_epochs",
+                                                                          "schedule")}
                                   | {"final_loss": rd["history"][-1]["loss"]} for rd in rounds],
                        predictions_setting=TRANSDUCTIVE,
                        head=f"{s.prompt} prompts: class weights (C, D), {tuned.parameters_note()}")
         return tuning_rounds.tuned_outputs(probs, tuned, metrics, rounds)
 
-    return Method("pseudolabel", DESCRIPTION, run, settings=s, few_labels=lambda labels: few_labels(config, labels))
+    return Method("pseudolabel", DESCRIPTION, run, settings=asked, few_labels=lambda labels: few_labels(config, labels))
 
 
 def _default_lr(prompt: str) -> float:

@@ -48,6 +48,7 @@ class SelfLearning:
     warmup_epochs: int = 2
     lora_rank: int = 16
     augment: str = "weak"
+    min_steps_per_epoch: int = 0  # floor on optimizer steps an epoch (extra passes over small pools); 0 = one pass
 
 
 def settings_from_config(config) -> Settings:
@@ -109,6 +110,7 @@ def _self_learning(inputs: RealisticInputs, out: Cvpr, sl: SelfLearning) -> dict
         batch_size=int(sl.batch_size), lr=float(sl.lr), weight_decay=float(sl.weight_decay),
         tau=float(sl.tau), w_ins=float(sl.w_ins), w_str=float(sl.w_str),
         warmup_epochs=int(sl.warmup_epochs), augment=sl.augment, key=jax.random.key(inputs.seed + 1),
+        min_steps_per_epoch=int(sl.min_steps_per_epoch),
         mesh=mesh, checkpoint_dir=None, progress=inputs.progress, seed=int(inputs.seed))
     w = jnp.asarray(weights)
     tuned = dict(history=history)

@@ -135,7 +135,8 @@ def _run(tmp_path, workdir, *extra):
             "--set", f"pool.path={tmp_path / 'pool'}", "--set", f"embed.cache_dir={tmp_path / 'cache'}",
             "--set", "embed.batch_size=8", "--set", "method_args.epochs=2", "--set", "method_args.batch_size=8",
             "--set", "method_args.labeller_epochs=3", "--set", "method_args.labeller_batch_size=8",
-            "--set", "method_args.k=4", "--set", "method_args.descriptions=none", *extra]
+            "--set", "method_args.k=4", "--set", "method_args.descriptions=none", "--set", "method_args.min_steps_per_epoch=4",
+            *extra]
     return cli.main(argv)
 
 
@@ -150,6 +151,9 @@ def test_nola_run_on_a_tiny_clip(tmp_path):
     assert [r["round"] for r in m["rounds"]] == [1, 2, 3] and m["stages"]["2"].startswith("labeller")
     assert m["rounds"][0]["n_pseudo"] == m["subset_size"] <= 3 * 4
     assert m["second_tower"]["dim"] == 32 and m["second_tower"]["model_id"].endswith(":block0_mean")
+    # the step floor: one pass is 2 batches < 4 steps an epoch, so each epoch makes 2 passes
+    assert {k: m["stage3_schedule"][k] for k in ("epochs", "passes", "steps", "rule")} == dict(
+        epochs=2, passes=2, steps=8, rule="min_steps_per_epoch")
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Rounds" in report and "| 2 | labeller" in report
     clf = load(tmp_path / "run" / "classifier")

@@ -66,10 +66,15 @@ def _predictions(run):
 
 
 def test_offline_visual_run_artifact_carries_the_tuned_affine_and_lora(tmp_path):
+    """No prompt given: the offline model resolves "auto" to visual prompts; the step floor (2 steps
+    an epoch, 6 a round, where 3 epochs of one batch give 3) runs and is recorded per round."""
     _write_pool(tmp_path / "pool", n_per_class=4)
-    assert _run(tmp_path, tmp_path / "run", "--set", "method_args.prompt=visual",
+    assert _run(tmp_path, tmp_path / "run", "--set", "method_args.min_steps_per_epoch=2",
                 "--set", "method_args.lora_rank=4", "--set", "method_args.lr=1.0") == 0
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["model_family"] == "offline" and m["prompt"] == "visual" and m["settings"]["prompt"] == "visual"
+    assert m["schedule"]["rule"] == "min_steps_per_epoch" and m["schedule"]["steps"] == [6, 6]
+    assert [r["schedule"]["passes"] for r in m["per_round"]] == [2, 2]
     assert m["trainable_parameters"] == 2 * 1280 + 4 * (320 + 1280) and len(m["rounds"]) == 2
     tensors = load_file(str(tmp_path / "run" / "classifier" / "classifier.safetensors"))
     assert set(k for k in tensors if k.startswith("params.")) == {
@@ -130,6 +135,8 @@ def test_killed_tuning_job_resumes_to_the_identical_artifact(tmp_path):
     assert _run(tmp_path, tmp_path / "killed", *extra) == 0
     m = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     assert [r["resumed_epochs"] for r in m["per_round"]] == [3, 2]
+    assert m["model_family"] == "clip" and m["settings"]["min_steps_per_epoch"] == 0
+    assert m["schedule"]["raised"] == [False, False]
     assert _run(tmp_path, tmp_path / "clean", *extra) == 0
     a = load_file(str(tmp_path / "killed" / "classifier" / "classifier.safetensors"))
     b = load_file(str(tmp_path / "clean" / "classifier" / "classifier.safetensors"))

@@ -1,6 +1,8 @@
 """The shared tuning loop, pseudo-label selection, augmentations and prompt wiring (spec
 pseudolabel_prompt_tuning.md, "Property checks and tests")."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -288,3 +290,63 @@ def test_round_record_and_checkpoint_folders(tmp_path):
     assert fit_round(loss_fn, jnp.zeros(()), data, Inputs, name="round_00", checkpoints=root, **kw).resumed_from == 2
     fit_round(loss_fn, jnp.zeros(()), data, Inputs, name="round_01", checkpoints=None, **kw)
     assert sorted(p.name for p in root.iterdir()) == ["round_00"]
+
+
+def test_plan_epochs_floor_makes_steps_per_round_independent_of_pool_size():
+    """The floor of 30 steps an epoch: every pool whose one pass falls short gets 300-(300 + 10 x one
+    pass) steps in 10 epochs; a pool whose one pass reaches 30 runs the plain schedule."""
+    plain = tuning.plan_epochs(8000, 64, 10, 1, min_steps_per_epoch=0)
+    assert (plain.passes, plain.steps_per_epoch, plain.steps, plain.rule) == (1, 125, 1250, "epochs")
+    for n_rows in (37, 80, 240, 800, 2400):
+        p = tuning.plan_epochs(n_rows, 64, 10, 1, min_steps_per_epoch=30)
+        per_pass = -(-n_rows // min(64, n_rows))
+        assert p.epochs == 10 and p.warmup_epochs == 1  # the LR schedule keeps its shape
+        assert 30 <= p.steps_per_epoch < 30 + per_pass and p.steps == 10 * p.passes * per_pass
+        assert p.rule == ("min_steps_per_epoch" if per_pass < 30 else "epochs")
+    floored = tuning.plan_epochs(8000, 64, 10, 1, min_steps_per_epoch=30)
+    assert floored == dataclasses.replace(plain, min_steps_per_epoch=30)
+    with pytest.raises(ValueError):
+        tuning.plan_epochs(10, 4, 0)
+
+
+def test_extra_passes_are_fresh_permutations_and_pass_one_is_the_plain_order():
+    key = jax.random.key(3)
+    plain, plain_valid, s1 = tuning.epoch_order(key, 4, 21, 8, 8, drop_last=False)
+    order, valid, steps = tuning.epoch_order(key, 4, 21, 8, 8, drop_last=False, passes=3)
+    assert steps == 3 * s1 and valid.sum() == 3 * 21
+    per = len(plain)
+    np.testing.assert_array_equal(order[:per], plain)
+    for p in range(3):
+        o, v = order[p * per:(p + 1) * per], valid[p * per:(p + 1) * per]
+        assert sorted(o[v].tolist()) == list(range(21))
+    assert not np.array_equal(order[per:2 * per], order[2 * per:])  # the extra passes differ
+    again, _, _ = tuning.epoch_order(key, 4, 21, 8, 8, drop_last=False, passes=3)
+    np.testing.assert_array_equal(order, again)  # a function of (key, epoch) only
+
+
+def test_defaults_per_model_family():
+    """A bare run resolves "auto" per model: offline -> visual prompts + LoRA, short schedule with a
+    step floor; CLIP -> the spec's textual CoOp schedule, no floor. Explicit values win."""
+    from adapt.tuning.prompted import model_family
+    from configs.pseudolabel import get_config
+    from methods.pseudolabel import OFFLINE_MIN_STEPS_PER_EPOCH, Settings, resolve
+
+    class Head:
+        head_bn = None
+
+    offline_like = type("Offline", (), {"image": Head()})()
+    clip_like = type("Clip", (), {"add_visual_prompts": lambda self, *a: None})()
+    assert model_family(offline_like) == "offline" and model_family(clip_like) == "clip"
+    with pytest.raises(TypeError):
+        model_family(object())
+    asked = Settings(**dict(get_config().method_args.items()))
+    off, clip = resolve(asked, "offline"), resolve(asked, "clip")
+    assert (off.prompt, off.epochs, off.warmup_epochs, off.batch_size, off.lora_rank, off.min_steps_per_epoch) == (
+        "visual", 10, 1, 64, 16, OFFLINE_MIN_STEPS_PER_EPOCH)
+    assert off.lr == pytest.approx(0.4)
+    assert (clip.prompt, clip.epochs, clip.warmup_epochs, clip.batch_size, clip.lora_rank, clip.min_steps_per_epoch) == (
+        "textual", 150, 5, 16, 0, 0)
+    assert clip.lr == pytest.approx(0.1)
+    mine = resolve(dataclasses.replace(asked, prompt="multimodal", epochs=3, min_steps_per_epoch=0), "offline")
+    assert (mine.prompt, mine.epochs, mine.batch_size, mine.lora_rank, mine.min_steps_per_epoch) == ("multimodal", 3, 128, 0, 0)
+    assert mine.lr == pytest.approx(0.01 * 128 / 16)

@@ -48,12 +48,15 @@ def self_learn(prompted, vocab_weights: jax.Array, structural: np.ndarray,
                restructure: Callable[[np.ndarray], np.ndarray], *, epochs: int, batch_size: int = 128,
                lr: float = 1e-3, weight_decay: float = 0.05, tau: float = 0.5, w_ins: float = 1.0,
                w_str: float = 0.25, warmup_epochs: int = 2, augment: str = "weak", key, mesh,
-               checkpoint_dir: str | Path | None = None, progress: bool = True, seed: int = 0):
-    """Runs the self-learning epochs. vocab_weights (|V|, D); structural (n,) vocabulary indices.
+               checkpoint_dir: str | Path | None = None, progress: bool = True, seed: int = 0,
+               min_steps_per_epoch: int = 0):
+    """Runs the self-learning epochs. vocab_weights (|V|, D); structural (n,) vocabulary indices;
+    `min_steps_per_epoch`: a floor on optimizer steps an epoch (`adapt.tuning.loop.plan_epochs`: more
+    passes over the pool per epoch, the restructuring still once per epoch).
     Returns (student params, teacher params, history rows, structural labels of the last epoch)."""
     n = len(structural)
-    steps = -(-n // batch_size)
-    sched = optax.cosine_decay_schedule(lr, epochs * steps, alpha=1e-3)
+    plan = tuning.plan_epochs(n, batch_size, epochs, 0, min_steps_per_epoch)
+    sched = optax.cosine_decay_schedule(lr, plan.steps, alpha=1e-3)
     opt = ema_teacher(optax.adamw(sched, weight_decay=weight_decay))
     weights = jnp.asarray(vocab_weights)
     scale = prompted.scale
@@ -79,9 +82,10 @@ def self_learn(prompted, vocab_weights: jax.Array, structural: np.ndarray,
             s = np.asarray(restructure(prompted.embed_all(params["teacher"])))
         data = dict(prompted.data, s=s.astype(np.int32))
         res = tuning.fit(loss_fn, params, data, optimizer=opt, epochs=epoch + 1, batch_size=batch_size,
-                         key=key, mesh=mesh, checkpoint_dir=checkpoint_dir, progress=False,
+                         key=key, mesh=mesh, checkpoint_dir=checkpoint_dir, progress=False, passes=plan.passes,
                          desc="self-learning", opt_state=opt_state, history=history)
         params, history, opt_state = res.params, res.history, res.opt_state
+        history[-1].update(passes=plan.passes, steps=plan.steps_per_epoch)  # the schedule that ran
         if progress:
             h = history[-1]
             print(f"self-learning epoch {epoch + 1}/{epochs}: loss {h['loss']:.4f}, "

@@ -7,6 +7,11 @@ replicated, so gradients are averaged over devices by XLA. Randomness depends on
 parameters, optimizer state and history go to an orbax checkpoint; a rerun with the same arguments
 resumes from the last one and ends bit-identical to an uninterrupted run.
 
+How long a fit runs is planned by `plan_epochs`: the epochs asked for, each made of several shuffled
+passes over the rows when one pass gives fewer than `min_steps_per_epoch` optimizer steps (a floor
+in steps, so a small pool gets as many updates per round as a large one: at least epochs x floor).
+0 = one pass an epoch. (A floor per epoch rather than per fit: shortening a run's epochs shortens it.)
+
 The loss is `loss_fn(params, batch, key) -> (loss, aux)` over one global batch: `batch` holds the
 (B, ...) rows of every data array plus "mask" (B,) (False on padding rows of the last, partial
 batch); per-example keys are `jax.random.fold_in(key, i)` with i the row's position in the batch.
@@ -51,6 +56,47 @@ def sgd(base_lr: float, epochs: int, steps_per_epoch: int, *, warmup_epochs: int
                        optax.sgd(lambda step: per_epoch(step // steps_per_epoch), momentum=momentum))
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    """How long one fit runs: `epochs` (the LR schedule's unit, one checkpoint each), each of `passes`
+    shuffled passes over the rows, so `steps_per_epoch` optimizer steps an epoch and `steps` in all;
+    `rule` says which setting decided: "epochs" (one pass gave at least `min_steps_per_epoch`
+    steps) or "min_steps_per_epoch" (the floor added passes)."""
+
+    epochs: int
+    warmup_epochs: int
+    passes: int
+    steps_per_epoch: int
+    steps: int
+    rule: str
+    min_steps_per_epoch: int = 0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def steps_per_pass(n_rows: int, batch_size: int, drop_last: bool = False) -> int:
+    """Optimizer steps of one pass over n_rows rows (`fit`'s batch is min(batch_size, n_rows))."""
+    if drop_last:
+        return max(n_rows // batch_size, 1)
+    return max(-(-n_rows // max(min(batch_size, n_rows), 1)), 1)
+
+
+def plan_epochs(n_rows: int, batch_size: int, epochs: int, warmup_epochs: int = 0, min_steps_per_epoch: int = 0,
+                drop_last: bool = False) -> EpochPlan:
+    """`epochs` epochs of P passes each, P the fewest (>= 1) giving at least `min_steps_per_epoch`
+    steps an epoch: the number of optimizer steps no longer shrinks with the pool, the LR schedule
+    (per epoch) and the checkpoints (one per epoch) keep their shape, and with P = 1 the fit is the
+    plain one."""
+    if epochs < 1 or min_steps_per_epoch < 0 or warmup_epochs < 0:
+        raise ValueError(f"need epochs >= 1, warmup_epochs >= 0, min_steps_per_epoch >= 0; got {epochs}, "
+                         f"{warmup_epochs}, {min_steps_per_epoch}")
+    per_pass = steps_per_pass(n_rows, batch_size, drop_last)
+    passes = max(1, -(-min_steps_per_epoch // per_pass))
+    return EpochPlan(epochs, warmup_epochs, passes, passes * per_pass, epochs * passes * per_pass,
+                     "min_steps_per_epoch" if passes > 1 else "epochs", min_steps_per_epoch)
+
+
 @dataclasses.dataclass
 class FitResult:
     params: object
@@ -81,32 +127,42 @@ def _epoch_fn(loss_fn, optimizer, mesh, n_steps: int, batch: int):
     return jax.jit(run)
 
 
-def epoch_order(key: jax.Array, epoch: int, n: int, batch: int, pad_to: int, drop_last: bool):
-    """Row indices (steps * pad_to,) and validity of one epoch: a permutation from (key, epoch),
-    cut into global batches of `batch` rows, each padded to `pad_to` (a multiple of the mesh size)
-    with masked repeats of row 0."""
-    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
+def epoch_order(key: jax.Array, epoch: int, n: int, batch: int, pad_to: int, drop_last: bool, passes: int = 1):
+    """Row indices (steps * pad_to,) and validity of one epoch: `passes` permutations, the first from
+    (key, epoch), the others from a NumPy generator seeded with the bits of (key, epoch, 1) (cheap
+    for hundreds of passes), each cut into global batches of `batch` rows, each batch padded to
+    `pad_to` (a multiple of the mesh size) with masked repeats of row 0."""
+    k = jax.random.fold_in(key, epoch)
+    perms = [np.asarray(jax.random.permutation(k, n))]
+    if passes > 1:
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(jax.random.fold_in(k, 1))).ravel().tolist())
+        perms += [rng.permutation(n) for _ in range(passes - 1)]
     steps = n // batch if drop_last else -(-n // batch)
-    order = np.zeros((max(steps, 1), pad_to), np.int32)
-    valid = np.zeros((max(steps, 1), pad_to), bool)
-    for s in range(steps):
-        part = perm[s * batch:(s + 1) * batch]
-        order[s, :len(part)], valid[s, :len(part)] = part, True
-    return order.reshape(-1), valid.reshape(-1), max(steps, 1)
+    orders, valids = [], []
+    for perm in perms:
+        order = np.zeros((max(steps, 1), pad_to), np.int32)
+        valid = np.zeros((max(steps, 1), pad_to), bool)
+        for s in range(steps):
+            part = perm[s * batch:(s + 1) * batch]
+            order[s, :len(part)], valid[s, :len(part)] = part, True
+        orders.append(order.reshape(-1))
+        valids.append(valid.reshape(-1))
+    return np.concatenate(orders), np.concatenate(valids), passes * max(steps, 1)
 
 
 def fit(loss_fn, params, data: dict[str, np.ndarray], *, optimizer: optax.GradientTransformation,
         epochs: int, batch_size: int, key: jax.Array, mesh, checkpoint_dir: str | Path | None = None,
         progress: bool = True, desc: str = "train", drop_last: bool = False,
         on_epoch: Callable[[int, object], dict] | None = None, opt_state=None,
-        history: list[dict] | None = None) -> FitResult:
+        history: list[dict] | None = None, passes: int = 1) -> FitResult:
     """Trains `params` for `epochs` over the rows of `data` (arrays with the same first dim N).
 
     The data arrays are replicated on every device (fine up to a few GB: cached features or
     preprocessed images); each step gathers its batch and shards it along the pool axis.
     `on_epoch(epoch, params) -> dict` adds entries to that epoch's history row (e.g. pool accuracy
     of pseudo-labels). To continue a run in memory (data changing between epochs), pass the previous
-    result's `opt_state` and `history`: training resumes at epoch len(history).
+    result's `opt_state` and `history`: training resumes at epoch len(history). `passes`: shuffled
+    passes over the rows per epoch (`plan_epochs`).
     Returns the final parameters, optimizer state and history.
     """
     n = len(next(iter(data.values())))
@@ -128,7 +184,7 @@ def fit(loss_fn, params, data: dict[str, np.ndarray], *, optimizer: optax.Gradie
     epoch_fn = None
     bar = tqdm(total=epochs, initial=start, desc=desc, unit="epoch", disable=not progress)
     for epoch in range(start, epochs):
-        order, valid, steps = epoch_order(key, epoch, n, batch, pad_to, drop_last)
+        order, valid, steps = epoch_order(key, epoch, n, batch, pad_to, drop_last, passes)
         if epoch_fn is None or steps != epoch_fn[1]:
             epoch_fn = (_epoch_fn(loss_fn, optimizer, mesh, steps, pad_to), steps)
         t = time.perf_counter()

@@ -185,6 +185,18 @@ def pool_pixels(pool, kept, preprocess) -> np.ndarray:
     return np.stack([to_pixels(pool.load(int(i)), preprocess) for i in kept]).astype(np.float32)
 
 
+def model_family(model) -> str:
+    """"offline" for the offline default (a CNN image tower with a head BatchNorm), "clip" for a
+    transformer two-tower model that takes prompts (CLIP and the CLIP-like kinds)."""
+    if model is None:
+        raise ValueError("prompt tuning needs the model: the engine passes it in MethodInputs.model")
+    if hasattr(model, "image") and hasattr(model.image, "head_bn"):
+        return "offline"
+    if hasattr(model, "add_visual_prompts"):
+        return "clip"
+    raise TypeError(f"{type(model).__name__} has no prompt-tuning adapter")
+
+
 def make_prompted(inputs, prompt: str, *, n_ctx: int = 16, center: bool | None = None, lora_rank: int = 0,
                   embed_kwargs: dict | None = None, progress: bool = True) -> Prompted:
     if prompt not in PROMPTS:
@@ -192,7 +204,7 @@ def make_prompted(inputs, prompt: str, *, n_ctx: int = 16, center: bool | None =
     model = inputs.model
     if model is None:
         raise ValueError("prompt tuning needs the model: the engine passes it in MethodInputs.model")
-    if hasattr(model, "image") and hasattr(model.image, "head_bn"):
+    if model_family(model) == "offline":
         head_inputs = None
         if prompt != "textual":
             head_inputs, kept = offline_head.cache_head_inputs(model, inputs.pool, inputs.mesh,
@@ -205,7 +217,5 @@ def make_prompted(inputs, prompt: str, *, n_ctx: int = 16, center: bool | None =
                                                               progress=progress, **(embed_kwargs or {}))
         return OfflinePrompted(inputs, prompt, n_ctx=n_ctx, center=True if center is None else center,
                                head_inputs=head_inputs, block_outputs=block_outputs, lora_rank=lora_rank)
-    if hasattr(model, "add_visual_prompts"):
-        pixels = pool_pixels(inputs.pool, inputs.kept, model.preprocess)
-        return ClipPrompted(inputs, prompt, n_ctx=n_ctx, center=bool(center), pixels=pixels)
-    raise TypeError(f"{type(model).__name__} has no prompt-tuning adapter")
+    pixels = pool_pixels(inputs.pool, inputs.kept, model.preprocess)
+    return ClipPrompted(inputs, prompt, n_ctx=n_ctx, center=bool(center), pixels=pixels)

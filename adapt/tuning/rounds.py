@@ -52,10 +52,11 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array, 
 
 def fit_round(loss_fn, params, data: dict[str, np.ndarray], inputs: MethodInputs, *, name: str,
               checkpoints: Path | None, optimizer: optax.GradientTransformation, epochs: int,
-              batch_size: int, key: jax.Array, desc: str) -> tuning.FitResult:
-    """Fits one round on the pool's mesh; its checkpoints go to checkpoints/name (none without a root)."""
+              batch_size: int, key: jax.Array, desc: str, passes: int = 1) -> tuning.FitResult:
+    """Fits one round on the pool's mesh; its checkpoints go to checkpoints/name (none without a root).
+    `passes` over the rows per epoch: `adapt.tuning.loop.plan_epochs`."""
     return tuning.fit(loss_fn, params, data, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-                      key=key, mesh=inputs.mesh, progress=inputs.progress, desc=desc,
+                      key=key, mesh=inputs.mesh, progress=inputs.progress, desc=desc, passes=passes,
                       checkpoint_dir=checkpoints / name if checkpoints else None)
 
 
