@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 from tokenizers import Tokenizer
+
+from adapt.models.tokenizer import FramedTokenizer
 
 log = logging.getLogger(__name__)
 CHECK_TEXT = "a photo of a cat."
@@ -41,7 +41,7 @@ def _special_tokens(folder: Path) -> dict[str, str]:
     return out
 
 
-class MetaClip2Tokenizer:
+class MetaClip2Tokenizer(FramedTokenizer):
     """Texts -> fixed-length id arrays `(N, T)` int32: [<s>, tokens..., </s>, <pad>...], truncated to T."""
 
     def __init__(self, folder: str | Path, vocab_size: int, eos_token_id: int):
@@ -69,24 +69,6 @@ class MetaClip2Tokenizer:
         if got[0] != self.sot_id or got[-1] != self.eot_id or len(got) < 4 or self.unk_id in got[1:-1]:
             raise ValueError(f"MetaCLIP 2 tokenizer in {folder} encodes {CHECK_TEXT!r} as {got}: not a "
                              "usable text tokenizer")
-
-    @property
-    def vocab_size(self) -> int:
-        return self.backend.get_vocab_size(with_added_tokens=True)
-
-    def encode(self, text: str) -> list[int]:
-        """One text -> ids with start and end tokens, not padded, not truncated."""
-        return [self.sot_id, *self.backend.encode(text, add_special_tokens=False).ids, self.eot_id]
-
-    def __call__(self, texts: Sequence[str], context_length: int = 77) -> np.ndarray:
-        """Texts -> `(N, context_length)` int32; too long texts keep their first tokens and end in </s>."""
-        if isinstance(texts, str):
-            texts = [texts]
-        out = np.full((len(texts), context_length), self.pad_id, np.int32)
-        for i, enc in enumerate(self.backend.encode_batch(list(texts), add_special_tokens=False)):
-            ids = [self.sot_id, *enc.ids[: context_length - 2], self.eot_id]
-            out[i, : len(ids)] = ids
-        return out
 
 
 def missing_message(folder: str | Path) -> str:

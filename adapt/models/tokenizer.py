@@ -65,7 +65,32 @@ def _backend_from_files(folder: Path):
     return Tokenizer.from_file(str(folder / "tokenizer.json"))
 
 
-class ClipTokenizer:
+class FramedTokenizer:
+    """Texts -> fixed-length id arrays `(N, T)` int32: [start, tokens..., end, pad...], truncated to T so
+    that the end token stays last. Subclasses set `backend` (a `tokenizers.Tokenizer`), `sot_id`,
+    `eot_id` and `pad_id`."""
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        """One text -> ids with start and end tokens, not padded, not truncated."""
+        ids = self.backend.encode(text, add_special_tokens=False).ids
+        return [self.sot_id, *ids, self.eot_id]
+
+    def __call__(self, texts: Sequence[str], context_length: int = 77) -> np.ndarray:
+        """Texts -> `(N, context_length)` int32; too long texts keep their first tokens and the end token."""
+        if isinstance(texts, str):
+            texts = [texts]
+        out = np.full((len(texts), context_length), self.pad_id, np.int32)
+        for i, enc in enumerate(self.backend.encode_batch(list(texts), add_special_tokens=False)):
+            ids = [self.sot_id, *enc.ids[: context_length - 2], self.eot_id]
+            out[i, : len(ids)] = ids
+        return out
+
+
+class ClipTokenizer(FramedTokenizer):
     """Texts -> fixed-length id arrays `(N, T)` int32: [SOT, tokens..., EOT, pad...], truncated to T."""
 
     def __init__(self, backend, source: str, pad_id: int = 0):
@@ -80,24 +105,6 @@ class ClipTokenizer:
         if got != CHECK_IDS:
             raise ValueError(f"CLIP tokenizer from {source} encodes {CHECK_TEXT!r} as {got}, expected {CHECK_IDS}")
 
-    @property
-    def vocab_size(self) -> int:
-        return self.backend.get_vocab_size(with_added_tokens=True)
-
-    def encode(self, text: str) -> list[int]:
-        """One text -> ids with start and end tokens, not padded, not truncated."""
-        ids = self.backend.encode(text, add_special_tokens=False).ids
-        return [self.sot_id, *ids, self.eot_id]
-
-    def __call__(self, texts: Sequence[str], context_length: int = 77) -> np.ndarray:
-        """Texts -> `(N, context_length)` int32; too long texts keep their first tokens and end in EOT."""
-        if isinstance(texts, str):
-            texts = [texts]
-        out = np.full((len(texts), context_length), self.pad_id, np.int32)
-        for i, enc in enumerate(self.backend.encode_batch(list(texts), add_special_tokens=False)):
-            ids = [self.sot_id, *enc.ids[: context_length - 2], self.eot_id]
-            out[i, : len(ids)] = ids
-        return out
 
 
 def load_tokenizer(folder: str | Path | None = None) -> ClipTokenizer:
