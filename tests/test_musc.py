@@ -280,7 +280,7 @@ def run_fake_anomaly_job(tmp_path, monkeypatch, run: str = "run") -> dict:
     from adapt import engine
     from adapt.core.config import load_config
 
-    monkeypatch.setattr(adapt.models, "load_model", lambda kind, path, grounding="wordnet": FakePatchModel())
+    monkeypatch.setattr(adapt.models, "load_model", lambda kind, path, grounding="wordnet", arch="": FakePatchModel())
     config = load_config("configs/musc.py")
     config.unlock()
     config.pool.path = str(tmp_path / "pool")

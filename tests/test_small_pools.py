@@ -50,7 +50,7 @@ VARIANTS = {  # name: (method, method_args overrides) besides each method's defa
     "zlap:text": ("zlap", {"classifier": "text", "k": 5, "gamma": 5.0, "scale_sim": False}),
 }
 MIN_POOL = {"laplacian:slk": C}  # k-means needs one image per cluster
-ALWAYS_RUNS = {"zero_shot", "inmap"}  # no graph: a pool of one image is fine
+ALWAYS_RUNS = {"zero_shot", "inmap", "gda", "teen"}  # no graph: a pool of one image is fine
 TUNED_SIZES = [2]
 TUNED_CHEAP = {  # settings that only make the tiny runs compile faster (every epoch count is 1 anyway)
     "nola": {"second_tower": "own_stage", "augment": "none", "descriptions": "none", "batch_size": 8,
@@ -84,14 +84,33 @@ def _pool(n, seed=0):
     return _unit(x), _unit(centers + 0.5 * rng.normal(size=(C, D)))
 
 
-def _run(case, x, t, n_devices):
+def _labels(n, seed=0):
+    """The class (0-2) each row of `_pool(n, seed)` was drawn around: (n,) ints."""
+    rng = np.random.default_rng(seed)
+    rng.normal(size=(C, D))
+    drawn = rng.integers(0, C - 1, n - n // 3)
+    return np.concatenate([drawn, drawn[: n // 3]])
+
+
+def _make(case):
     method, overrides = VARIANTS.get(case, (case, {}))
     config = load_config(f"configs/{method}.py")
     with config.unlocked():
         config.method_args.update(overrides)
+    return registry.make_method(config)
+
+
+def _known(case, labels):
+    """The few known labels (N,) (-1 unknown) the engine gives a method of the few-label setting on a
+    pool with these labels, else None; drawn once, so a permuted pool carries the same known images."""
+    method = _make(case)
+    return None if method.few_labels is None else method.few_labels(np.asarray(labels))
+
+
+def _run(case, x, t, n_devices, known=None):
     multiple = PADDED_ROWS // n_devices if n_devices > 1 or len(x) >= UNPADDED_BELOW else 1
     inputs = pool_inputs(x, t, n_devices, multiple=multiple)
-    return registry.make_method(config).run(inputs._replace(class_names=[f"c{i}" for i in range(C)]))
+    return _make(case).run(inputs._replace(class_names=[f"c{i}" for i in range(C)], labels=known))
 
 
 def test_every_registered_method_is_swept_or_named_with_where_it_is_checked():
@@ -124,10 +143,12 @@ def test_results_agree_on_1_and_8_devices_and_under_pool_permutation(case, n):
     x, t = _pool(n)
     if n < MIN_POOL.get(case, 1):
         with pytest.raises(ValueError, match=f"at least {MIN_POOL[case]} images"):
-            _run(case, x, t, 8)
+            _run(case, x, t, 8, _known(case, _labels(n)))
         return
     perm = _order_keeping_permutation(n, seed=n)
-    eight, one = _run(case, x, t, 8), _run(case, x[perm], t, 1)
+    known = _known(case, _labels(n))
+    eight = _run(case, x, t, 8, known)
+    one = _run(case, x[perm], t, 1, None if known is None else known[perm])
     assert one.probs.shape == (n, C) and np.all(np.isfinite(one.probs))
     np.testing.assert_allclose(one.probs.sum(1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(one.predictions, eight.predictions[perm])
@@ -138,13 +159,13 @@ def test_results_agree_on_1_and_8_devices_and_under_pool_permutation(case, n):
 def test_a_one_image_pool_is_refused_with_the_minimum_pool_size(case):
     x, t = _pool(3)
     with pytest.raises(ValueError, match="at least 2 images"):
-        _run(case, x[:1], t, 8)
+        _run(case, x[:1], t, 8, _known(case, _labels(3)[:1]))
 
 
 @pytest.mark.parametrize("case", sorted(ALWAYS_RUNS))
 def test_a_one_image_pool_runs_where_no_graph_is_needed(case):
     x, t = _pool(3)
-    out = _run(case, x[:1], t, 8)
+    out = _run(case, x[:1], t, 8, _known(case, _labels(3)[:1]))
     assert out.probs.shape == (1, C) and np.allclose(out.probs.sum(1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(out.predictions, out.probs.argmax(1))
     if case == "zero_shot":
@@ -155,7 +176,8 @@ def test_a_one_image_pool_runs_where_no_graph_is_needed(case):
 def test_a_pool_of_identical_images_gets_one_prediction_on_1_and_8_devices(case):
     x, t = _pool(6)
     same = np.repeat(x[:1], 12, axis=0)
-    one, eight = _run(case, same, t, 1), _run(case, same, t, 8)
+    known = _known(case, np.zeros(len(same), int))
+    one, eight = _run(case, same, t, 1, known), _run(case, same, t, 8, known)
     np.testing.assert_array_equal(one.predictions, eight.predictions)
     assert len(set(eight.predictions.tolist())) == 1
 
