@@ -76,7 +76,6 @@ def jit_call(model: nnx.Module, method: str, *args, **static_kwargs):
 
 class CLIPModel(nnx.Module):
     """A CLIP image + text model implementing the FrozenModel protocol (see adapt.models.base)."""
-
     logit_bias = 0.0  # softmax-trained: no bias (SigLIP's sigmoid models set theirs)
 
     def __init__(self, cfg: ClipConfig, *, rngs: nnx.Rngs | None):
