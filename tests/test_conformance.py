@@ -17,9 +17,10 @@ Fashion-MNIST preset, POOL_SIZE images; anomaly: the seeded CutPaste `defects,Tr
 POOL_SIZE images. The realistic job gets a small vocabulary file (the built-in WordNet one takes
 25 minutes to embed). One embedding cache serves the whole module, so only the first run embeds.
 
-Shortening rule, the same for every method: every config key named `rounds` or ending in `epochs`
-(method_args.epochs, labeller_epochs, warmup_epochs, rounds; self_learning.epochs, ...) is capped
-at 1, and every floor of optimizer steps (`min_steps_per_epoch`, which would otherwise add shuffled
+Shortening rule, the same for every method: every config key named `rounds`, `iterations` or
+`iters` or ending in `epochs` (method_args.epochs, labeller_epochs, warmup_epochs, rounds;
+self_learning.epochs; the EM / mean-variance / gradient iterations of gda, transclip, stata, inmap)
+is capped at 1, and every floor of optimizer steps (`min_steps_per_epoch`, which would otherwise add shuffled
 passes to reach it) is set to 0. Measured on 32 images on this 2-core machine: NoLA at its defaults (50 + 50 epochs) takes
 25-45 s a run, the pseudo-label tuner (10 rounds x 150 epochs) did not finish in 8 minutes, S3A's
 self-learning (10 epochs) adds 8-30 s; capped, each run is a few seconds. The checks here are about
@@ -72,8 +73,8 @@ def _job_kind(config) -> str:
 
 
 def _shorten(config) -> None:
-    """Caps every key named `rounds` or ending in `epochs` at 1 and sets every floor of optimizer steps
-    (a key starting with `min_steps`) to 0 (see the module docstring)."""
+    """Caps every key named `rounds`, `iterations` or `iters` or ending in `epochs` at 1 and sets every
+    floor of optimizer steps (a key starting with `min_steps`) to 0 (see the module docstring)."""
     for key in all_keys(config):
         *parents, leaf = key.split(".")
         node = config
@@ -82,7 +83,7 @@ def _shorten(config) -> None:
         value = node[leaf]
         if not isinstance(value, int) or isinstance(value, bool):
             continue
-        if (leaf == "rounds" or leaf.endswith("epochs")) and value > 1:
+        if (leaf in ("rounds", "iterations", "iters") or leaf.endswith("epochs")) and value > 1:
             node[leaf] = 1
         elif leaf.startswith("min_steps") and value != 0:  # -1: "auto" (a floor chosen per model)
             node[leaf] = 0
