@@ -23,13 +23,13 @@ import csv
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from adapt import engine, registry
 from adapt.core.config import load_config
 from adapt.core.method import CLASSIFY, PoolTooSmall
 from tests.clip_fixtures import write_tiny_clip
 from tests.method_inputs import pool_inputs
+from tests.model_kind_fixtures import write_pool
 from tests.test_conformance import _shorten
 
 D, C = 8, 4
@@ -188,14 +188,9 @@ def tiny_clip(tmp_path_factory):
 
 
 def _write_two_class_pool(root, n):
-    """n images alternating between the folders red/ and green/ (colour-tinted noise); blue/ empty."""
-    rng = np.random.default_rng(n)
-    for name in TUNED_CLASSES:
-        (root / name).mkdir(parents=True)
-    for i in range(n):
-        a = rng.integers(0, 60, size=(24, 24, 3), dtype=np.uint8)
-        a[..., i % 2] += 180
-        Image.fromarray(a).save(root / TUNED_CLASSES[i % 2] / f"{i}.png")
+    """n (even) images split between the folders red/ and green/ (colour-tinted noise); blue/ empty."""
+    write_pool(root, classes=TUNED_CLASSES[:2], n_per_class=n // 2)
+    (root / TUNED_CLASSES[2]).mkdir()
 
 
 @pytest.mark.slow  # tens of seconds a run (engine set-up and compiles)

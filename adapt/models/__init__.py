@@ -28,7 +28,8 @@ SIGLIP_KINDS = ("siglip", "siglip2")
 # config.json model_type -> (our kind, loader) of the checkpoint folders with a text tower
 FOLDER_KINDS = {"clip": ("clip", load_clip), "metaclip_2": ("metaclip2", load_metaclip2),
                 "siglip": ("siglip", load_siglip), "siglip2": ("siglip2", load_siglip)}
-KINDS = ("auto", "offline", "openclip", *(kind for kind, _ in FOLDER_KINDS.values()))
+FOLDER_LOADERS = {kind: load for kind, load in FOLDER_KINDS.values()}
+KINDS = ("auto", "offline", "openclip", *FOLDER_LOADERS)
 
 
 def _model_type(path: str) -> str:
@@ -99,7 +100,7 @@ def load_model(kind: str = "auto", path: str = "", grounding: str = "wordnet", a
         return load_openclip(path, arch)
     if model_kind(path) != kind:
         raise ValueError(f"model.kind={kind!r} but {path}/config.json has model_type {_model_type(path)!r}")
-    return next(load for k, load in FOLDER_KINDS.values() if k == kind)(path)
+    return FOLDER_LOADERS[kind](path)
 
 
 def model_source(kind: str, path: str, arch: str = "") -> dict:

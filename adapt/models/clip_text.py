@@ -40,6 +40,8 @@ def first_eos(ids: jax.Array, eos_token_id: int) -> jax.Array:
 class TextTower(nnx.Module):
     """Token ids `(N, T)` -> projected end-of-text embedding `(N, E)` (not normalised)."""
 
+    CONTEXT_START = 1  # installed context vectors replace the tokens after the start token
+
     def __init__(self, cfg: TextConfig, embed_dim: int, *, rngs: nnx.Rngs | None):
         self.cfg = cfg
         self.token_embedding = param(rngs, (cfg.vocab_size, cfg.width))
@@ -69,7 +71,8 @@ class TextTower(nnx.Module):
         if use_context and self.context is not None and self.context.shape[-2]:
             ctx = self.context[...]
             ctx = jnp.broadcast_to(ctx, (n_txt, *ctx.shape[-2:])).astype(x.dtype)
-            x = jnp.concatenate([x[:, :1], ctx, x[:, 1 + ctx.shape[1] :]], axis=1)
+            start = self.CONTEXT_START
+            x = jnp.concatenate([x[:, :start], ctx, x[:, start + ctx.shape[1] :]], axis=1)
         return x + self.pos_embedding[:t]
 
     def __call__(self, ids: jax.Array, use_context: bool = True) -> jax.Array:
@@ -79,5 +82,9 @@ class TextTower(nnx.Module):
         for block in self.layers:
             x = block(x, mask)
         x = self.final_ln(x)
-        pooled = jnp.take_along_axis(x, first_eos(ids, self.cfg.eos_token_id)[:, None, None], axis=1)[:, 0]
+        pooled = jnp.take_along_axis(x, self.pool_positions(ids)[:, None, None], axis=1)[:, 0]
         return self.proj(pooled)
+
+    def pool_positions(self, ids: jax.Array) -> jax.Array:
+        """`(N, T)` ids -> `(N,)` the position each text is pooled at (transformers' CLIP rule)."""
+        return first_eos(ids, self.cfg.eos_token_id)

@@ -137,6 +137,17 @@ class Block(nnx.Module):
         return x + self.fc2(activation(self.act)(self.fc1(self.ln2(x))))
 
 
+def patchify(pixels: jax.Array, patch: int, size: int) -> jax.Array:
+    """`(B, S, S, 3)` -> `(B, g * g, p * p * 3)` patches of side p = `patch`, g = S // p, in (row, column,
+    channel) order; S must be `size`."""
+    b, h, w, c = pixels.shape
+    if (h, w, c) != (size, size, 3):
+        raise ValueError(f"expected pixels (B, {size}, {size}, 3), got {pixels.shape}")
+    g = size // patch
+    grid = pixels.reshape(b, g, patch, g, patch, 3).transpose(0, 1, 3, 2, 4, 5)
+    return grid.reshape(b, g * g, patch * patch * 3)
+
+
 class VisionTower(nnx.Module):
     """ViT image tower: pixels `(B, H, W, 3)` -> projected class embedding `(B, E)` (not normalised)."""
 
@@ -167,13 +178,8 @@ class VisionTower(nnx.Module):
 
     def embed(self, pixels: jax.Array) -> jax.Array:
         """`(B, H, W, 3)` -> `(B, 1 + P, W)` class + patch tokens with position embeddings."""
-        b, h, w, c = pixels.shape
-        p, s = self.cfg.patch_size, self.cfg.image_size
-        if (h, w, c) != (s, s, 3):
-            raise ValueError(f"expected pixels (B, {s}, {s}, 3), got {pixels.shape}")
-        g = s // p
-        patches = pixels.reshape(b, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * 3)
-        x = patches @ self.patch_kernel[...]
+        x = patchify(pixels, self.cfg.patch_size, self.cfg.image_size) @ self.patch_kernel[...]
+        b = x.shape[0]
         cls = jnp.broadcast_to(self.class_embedding[...], (b, 1, x.shape[-1])).astype(x.dtype)
         return jnp.concatenate([cls, x], axis=1) + self.pos_embedding[...]
 

@@ -34,15 +34,8 @@ MODEL_TYPE = "metaclip_2"
 class MetaClip2TextTower(TextTower):
     """CLIP's text tower pooled at the first `eos_token_id` whatever its value (MetaClip2TextModel)."""
 
-    def __call__(self, ids: jax.Array, use_context: bool = True) -> jax.Array:
-        x = self.embed(ids, use_context)
-        t = ids.shape[1]
-        mask = jnp.tril(jnp.ones((t, t), bool))
-        for block in self.layers:
-            x = block(x, mask)
-        x = self.final_ln(x)
-        first_eos = jnp.argmax(ids == self.cfg.eos_token_id, axis=-1)
-        return self.proj(jnp.take_along_axis(x, first_eos[:, None, None], axis=1)[:, 0])
+    def pool_positions(self, ids: jax.Array) -> jax.Array:
+        return jnp.argmax(ids == self.cfg.eos_token_id, axis=-1)
 
 
 class MetaClip2Model(CLIPModel):

@@ -30,7 +30,8 @@ import numpy as np
 from flax import nnx
 
 from adapt.models.clip_text import TextTower
-from adapt.models.clip_vision import Block, Dense, LayerNorm, TowerConfig, VisionTower, activation, param
+from adapt.models.clip_vision import (Block, Dense, LayerNorm, TowerConfig, VisionTower, activation, param,
+                                       patchify)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +125,7 @@ class SiglipVisionTower(nnx.Module):
 
     def patchify(self, pixels: jax.Array) -> jax.Array:
         """`(B, S, S, 3)` -> `(B, g * g, p * p * 3)` patches, (row, column, channel) order."""
-        b, h, w, c = pixels.shape
-        p, s = self.cfg.patch_size, self.cfg.image_size
-        if (h, w, c) != (s, s, 3):
-            raise ValueError(f"expected pixels (B, {s}, {s}, 3), got {pixels.shape}")
-        g = s // p
-        return pixels.reshape(b, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * 3)
+        return patchify(pixels, self.cfg.patch_size, self.cfg.image_size)
 
     def positions(self, spatial: jax.Array | None, n: int) -> jax.Array:
         """Position embeddings `(1 or B, n, W)`: the learned grid, resized to `spatial` (NaFlex)."""
@@ -193,17 +189,8 @@ class SiglipTextTower(nnx.Module):
 
     set_context = TextTower.set_context  # reads cfg.width, cfg.context_length, sets self.context
 
-    def embed(self, ids: jax.Array, use_context: bool = True) -> jax.Array:
-        """`(N, T)` -> `(N, T, W)`; installed context replaces positions 0..n-1."""
-        n_txt, t = ids.shape
-        if t > self.cfg.context_length:
-            raise ValueError(f"{t} tokens exceed the context length {self.cfg.context_length}")
-        x = jnp.take(self.token_embedding[...], ids, axis=0)
-        if use_context and self.context is not None and self.context.shape[-2]:
-            ctx = self.context[...]
-            ctx = jnp.broadcast_to(ctx, (n_txt, *ctx.shape[-2:])).astype(x.dtype)
-            x = jnp.concatenate([ctx, x[:, ctx.shape[1]:]], axis=1)
-        return x + self.pos_embedding[:t]
+    CONTEXT_START = 0  # no start token: installed context replaces positions 0..n-1
+    embed = TextTower.embed  # `(N, T)` -> `(N, T, W)`, reads the same fields
 
     def __call__(self, ids: jax.Array, use_context: bool = True) -> jax.Array:
         x = self.embed(ids, use_context)
