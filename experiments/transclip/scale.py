@@ -34,7 +34,7 @@ def data(n, k, d, seed=0):
     centres = rng.normal(size=(k, d)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     x = centres[rng.integers(0, k, n)] + 1.5 * rng.normal(size=(n, d)).astype(np.float32) / np.sqrt(d)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     t = centres + 0.5 * rng.normal(size=(k, d)).astype(np.float32) / np.sqrt(d)
     return x, (t / np.linalg.norm(t, axis=1, keepdims=True)).astype(np.float32)
 
@@ -58,19 +58,20 @@ def run_ours(n, k, d):
                 graph_seconds=graph_s, pred=z.argmax(1))
 
 
-def run_reference(n, k, d):
+def run_reference(n, k, d, expanded=False):
     sys.path.insert(0, str(ROOT))
     from tests import reference_transclip as ref
     ref.CHUNK = 200
     x, t = data(n, k, d)
     start, cpu = time.perf_counter(), time.process_time()
-    z = transclip_float32(ref, x, t)
+    z = transclip_float32(ref, x, t, expanded)
     return dict(seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu,
                 pred=z.argmax(1))
 
 
-def transclip_float32(ref, x, t):
-    """ref.transclip in float32 (it casts to float64: twice the dense matrix), chunked loglik."""
+def transclip_float32(ref, x, t, expanded=False):
+    """ref.transclip in float32 (it casts to float64: twice the dense matrix); the Gaussian terms
+    by (chunk, K, D) differences as the official code, or `expanded` as matmuls."""
     n, d = x.shape
     logits = 100.0 * x @ t.T
     y_hat = ref.softmax(logits)
@@ -79,8 +80,8 @@ def transclip_float32(ref, x, t):
     std = np.full(d, 1.0 / d, np.float32)
     w = sparse_affinity(x, 3)
     for it in range(11):
-        loglik = np.concatenate([ref.gaussian_loglik(x[s:s + ref.CHUNK], mu, std)
-                                 for s in range(0, n, ref.CHUNK)])
+        loglik = expanded_loglik(x, mu, std) if expanded else np.concatenate(
+            [ref.gaussian_loglik(x[s:s + ref.CHUNK], mu, std) for s in range(0, n, ref.CHUNK)])
         for _ in range(5):  # ref.update_z with the sparse W (W.T @ z + W @ z)
             inter = loglik + (50 / 6) * (w.T @ z + w @ z)
             inter = y_hat * np.exp((inter - inter.max(axis=1, keepdims=True)) / 50)
@@ -89,22 +90,37 @@ def transclip_float32(ref, x, t):
             break
         new_mu = ((z / n).T @ x) / (z.sum(axis=0) / n)[:, None]
         mu = new_mu / np.linalg.norm(new_mu, axis=1, keepdims=True)
-        std = 0
-        for s in range(0, n, ref.CHUNK):
-            zc, xc = z[s:s + ref.CHUNK], x[s:s + ref.CHUNK]
-            std = std + (1 / n) * np.einsum("ij,ijk->k", zc, (xc[:, None, :] - mu[None]) ** 2)
+        std = expanded_scatter(x, z, mu) / n if expanded else sum(
+            (1 / n) * np.einsum("ij,ijk->k", z[s:s + ref.CHUNK], (x[s:s + ref.CHUNK, None, :] - mu[None]) ** 2)
+            for s in range(0, n, ref.CHUNK))
         std = std / ((1 / n) * z.sum())
     return z
+
+
+def expanded_loglik(x, mu, var):
+    """ref.gaussian_loglik, -1/2 sum_d (x - mu)^2 / var, through x^2 / var - 2 x mu / var + mu^2 / var
+    as matmuls (the same values up to rounding; no (chunk, K, D) difference tensor)."""
+    inv = 1.0 / var
+    return -0.5 * ((x * x) @ inv[:, None] - 2.0 * x @ (mu * inv).T + ((mu * mu) @ inv)[None, :])
+
+
+def expanded_scatter(x, z, mu):
+    """sum_i sum_k z_ik (x_i - mu_k)^2 per dimension (D,), expanded (float64 accumulation)."""
+    x64, z64, mu64 = x.astype(np.float64), z.astype(np.float64), mu.astype(np.float64)
+    return ((x64 * x64).T @ z64.sum(1) - 2.0 * (mu64 * (z64.T @ x64)).sum(0)
+            + z64.sum(0) @ (mu64 * mu64)).astype(np.float32)
 
 
 def sparse_affinity(x, k):
     """The official build_affinity_matrix: the dense (N, N) affinity x x^T (the O(N^2) memory),
     its top k per row (self excluded by index, our declared deviation), kept as a sparse W."""
     from scipy import sparse
-    aff = x @ x.T
+    aff = np.empty((len(x), len(x)), np.float32)  # the dense (N, N) affinity, filled in row blocks:
+    for s in range(0, len(x), 5000):              # one 50,000 x 50,000 GEMM segfaults in NumPy's
+        np.matmul(x[s:s + 5000], x.T, out=aff[s:s + 5000])  # OpenBLAS here (2.5e9 outputs)
     np.fill_diagonal(aff, -np.inf)
-    idx = np.concatenate([np.argpartition(-aff[s:s + 1000], k, axis=1)[:, :k]  # topk, row blocks
-                          for s in range(0, len(x), 1000)])
+    idx = np.concatenate([np.argpartition(-aff[s:s + 1000], k, axis=1)[:, :k].copy()  # topk, row
+                          for s in range(0, len(x), 1000)])  # blocks (copy: not the (1000, N) index base)
     rows = np.repeat(np.arange(len(x)), k)
     vals = aff[rows, idx.ravel()]
     del aff
@@ -112,7 +128,7 @@ def sparse_affinity(x, k):
 
 
 def child(which, n, k, d, out):
-    res = (run_ours if which == "ours" else run_reference)(n, k, d)
+    res = run_ours(n, k, d) if which == "ours" else run_reference(n, k, d, which == "reference_expanded")
     np.save(out, res.pop("pred"))
     res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     print(json.dumps(res), flush=True)
@@ -133,6 +149,8 @@ def main():
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--d", type=int, default=512)
     p.add_argument("--ours-only", action="store_true")
+    p.add_argument("--expanded", action="store_true",
+                   help="the reference's Gaussian terms as matmuls, not (chunk, K, D) differences")
     p.add_argument("--child")
     p.add_argument("--out", default="/tmp")
     a = p.parse_args()
@@ -144,7 +162,7 @@ def main():
     ours, pred_ours = measure("ours", a.n, a.k, a.d, a.out)
     print("ours", json.dumps(ours), flush=True)
     if not a.ours_only:
-        ref, pred_ref = measure("reference", a.n, a.k, a.d, a.out)
+        ref, pred_ref = measure("reference_expanded" if a.expanded else "reference", a.n, a.k, a.d, a.out)
         print("reference", json.dumps(ref), flush=True)
         if pred_ref is not None and pred_ours is not None:
             print(f"argmax agreement ours vs reference: {np.mean(pred_ours == pred_ref):.4f}")
