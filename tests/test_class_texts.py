@@ -140,3 +140,7 @@ def test_engine_runs_with_every_option_on_a_tiny_clip(tmp_path, tiny_setup):
     dist = loki.wordnet_distances(offsets, synsets)
     want = [CLASSES[i] for i in (probs @ dist.T ** 2).argmin(1)]
     assert [r["predicted_class"] for r in rows] == want
+    # real WordNet distances (the tables are loaded by now): cat -> feline -> carnivore <- canine <- dog
+    offsets, synsets = loki.wordnet_synsets(["cat", "dog", "sandal", "sneaker"])
+    d = loki.wordnet_distances(offsets, synsets)
+    assert d[0, 1] == 4 and d[2, 3] < d[0, 2] and (d == d.T).all() and (np.diag(d) == 0).all()
