@@ -87,8 +87,10 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
         if start is not None:
             out = _chained_outputs(out, start, method, config, prior_record)
         before = out.predictions
-        out, decision = apply_decision(config, out, DecisionContext(
-            model, list(classes.names), texts, distributed.to_host(rows.x)[:len(rows.kept)], config))
+        argmax = config.get("decision", {}).get("rule", "argmax") == "argmax"
+        x_host = None if argmax else distributed.to_host(rows.x)[:len(rows.kept)]
+        out, decision = apply_decision(config, out, DecisionContext(model, list(classes.names), texts,
+                                                                    x_host, config))
         baselines = zero_shot_baselines(rows.x, rows.mask, texts, rows.views, float(model.logit_scale),
                                         len(rows.kept))
     metrics = _metrics(config, model, pool, rows, classes, texts, out, baselines, labels)
@@ -97,7 +99,8 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
     if getattr(texts, "record", None):
         metrics["class_texts"] = texts.record
     if metrics["accuracy"] is not None:
-        metrics["accuracy_before_decision"] = report.accuracy_metrics(before, labels, classes.names)["accuracy"]
+        before_acc = report.accuracy_metrics(before, labels, classes.names)["accuracy"]
+        metrics["accuracy_before_decision"] = before_acc
     if not distributed.is_writer():  # process 0 alone writes the shared outputs
         metrics["seconds"] = timer.seconds
         return metrics
