@@ -21,6 +21,7 @@ COMPARISONS = {
     "REAL-Prompt, most frequent synonym": ("base", "real_frequent"),
     "REAL-Prompt, synonym ensemble": ("base", "real_ensemble"),
     "Loki, WordNet metric (auto)": ("base", "loki"),
+    "Loki, text metric (self-derived from the class embeddings)": ("base", "loki_text"),
 }
 
 

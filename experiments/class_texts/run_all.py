@@ -27,6 +27,7 @@ VARIANTS = {
     "real_frequent": ["classes.synonyms=frequent"],
     "real_ensemble": ["classes.synonyms=ensemble"],
     "loki": ["decision.rule=loki"],
+    "loki_text": ["decision.rule=loki", "decision.loki_metric=text"],
 }
 POOLS = {"fashion_mnist": ":fashion_mnist", "fashion_mnist_inverted": ":fashion_mnist_inverted",
          "digits": ":digits", "textures": ""}
