@@ -19,11 +19,12 @@ from adapt.core.job import Timer
 from adapt.core.method import ANOMALY, CLASSIFY, REALISTIC, Method, MethodInputs, MethodOutputs
 from adapt.data import resolve_classes
 from adapt.features import setup
-from adapt.features.text import encode_classes
+from adapt.features.class_texts import build_class_texts
 from adapt.models import model_source
 from adapt.output import artifact, chain, report
 from adapt.output import html as report_html
 from adapt.output import staging as outputs
+from adapt.output.decision import DecisionContext, apply_decision
 from adapt.realistic import job as realistic_job
 from adapt.tuning import report as tuning_report
 
@@ -67,8 +68,7 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
     with timer.stage("embed"):
         rows = setup.embed_job_pool(model, pool, mesh, embed, progress)
     with timer.stage("embed_classes"):
-        texts = encode_classes(model, classes.names, list(config.prompts.templates),
-                               classes.descriptions, config.prompts.beta)
+        texts = build_class_texts(config, model, classes, rows)
     labels = None if classes.labels is None else np.asarray(classes.labels)[rows.kept]
     few = method.few_labels(labels) if method.few_labels is not None and labels is not None else None
     items = [pool.location(int(i)) for i in rows.kept]
@@ -86,10 +86,21 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
         out = method.run(inputs)
         if start is not None:
             out = _chained_outputs(out, start, method, config, prior_record)
+        before = out.predictions
+        argmax = config.get("decision", {}).get("rule", "argmax") == "argmax"
+        x_host = None if argmax else distributed.to_host(rows.x)[:len(rows.kept)]
+        out, decision = apply_decision(config, out, DecisionContext(model, list(classes.names), texts,
+                                                                    x_host, config))
         baselines = zero_shot_baselines(rows.x, rows.mask, texts, rows.views, float(model.logit_scale),
                                         len(rows.kept))
     metrics = _metrics(config, model, pool, rows, classes, texts, out, baselines, labels)
     metrics["n_processes"] = jax.process_count()
+    metrics["decision"] = decision
+    if getattr(texts, "record", None):
+        metrics["class_texts"] = texts.record
+    if metrics["accuracy"] is not None:
+        before_acc = report.accuracy_metrics(before, labels, classes.names)["accuracy"]
+        metrics["accuracy_before_decision"] = before_acc
     if not distributed.is_writer():  # process 0 alone writes the shared outputs
         metrics["seconds"] = timer.seconds
         return metrics

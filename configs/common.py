@@ -45,10 +45,20 @@ def base_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
     c.classes.names = []  # explicit class names, in class-id order
     c.classes.file = ""  # one class name per line
     c.classes.descriptions = ""  # CuPL JSON: class name -> list of sentences
+    c.classes.synonyms = "none"  # none | frequent | ensemble: REAL-Prompt names (adapt/features/synonyms.py)
 
     c.prompts = ml_collections.ConfigDict()
     c.prompts.templates = ["a photo of a {}."]
     c.prompts.beta = -1.0  # weight of descriptions vs templates; -1 = uniform over all prompts
+    c.prompts.template_set = ""  # "" = prompts.templates | clip80: the 80 CLIP ImageNet templates
+    c.prompts.weighting = "uniform"  # uniform | zpe: templates weighted on the pool (adapt/features/zpe.py)
+    c.prompts.zpe_top = 0  # zpe: 0 = softmax weights over every template; n = uniform over the n best
+
+    # the rule that turns the method's probabilities into predictions (adapt/output/decision.py)
+    c.decision = ml_collections.ConfigDict()
+    c.decision.rule = "argmax"  # argmax | loki (Frechet mean under a class metric)
+    c.decision.loki_metric = "auto"  # auto | wordnet (hypernym path) | text (class embeddings)
+    c.decision.loki_classes = ""  # extra candidate classes without a prompt: a file or "a,b,c"
 
     c.embed = ml_collections.ConfigDict()
     c.embed.batch_size = 64

@@ -5,6 +5,7 @@ them). Sources and licences: README.md beside this file.
                               synonyms, gloss} (the offline default model's tie between its towers)
   clip-tokenizer/vocab.json   the CLIP byte-level BPE vocabulary (49,408 tokens)
   clip-tokenizer/merges.txt   its merge list
+  clip_templates.json         the 80 CLIP ImageNet prompt templates (prompts.template_set="clip80")
 """
 from pathlib import Path
 

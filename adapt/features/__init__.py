@@ -1,5 +1,6 @@
 """Frozen features of a pool and of class texts: image embeddings with their on-disk cache (embed),
-class-text embeddings and prompts (text), a second image-only tower (second_tower), and the start
+class-text embeddings and prompts (text; the job's class side with its options: class_texts, zpe,
+synonyms), a second image-only tower (second_tower), and the start
 every job shares (setup: pool, mesh, model, the pool's rows on one process or many).
-May import: core, data, models.
+May import: core, data, models, vocab.
 """
