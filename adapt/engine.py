@@ -19,10 +19,12 @@ from adapt.core.job import Timer
 from adapt.core.method import ANOMALY, CLASSIFY, REALISTIC, Method, MethodInputs, MethodOutputs
 from adapt.data import resolve_classes
 from adapt.features import setup
+from adapt.features.perception import context_probs
 from adapt.features.text import encode_classes
 from adapt.models import model_source
 from adapt.output import artifact, chain, report
 from adapt.output import html as report_html
+from adapt.output.decision import DecisionContext, apply_decision
 from adapt.output import staging as outputs
 from adapt.realistic import job as realistic_job
 from adapt.tuning import report as tuning_report
@@ -76,6 +78,11 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
     if start is not None:
         head_view = distributed.to_host(rows.views[start.classifier.head.view])[:len(rows.kept)]
         prior, prior_record = chain.prior(start, items, head_view)
+    context_record = None
+    if config.prompts.get("context", "none") != "none":  # PerceptionCLIP: its p(y|x) is the prior
+        if start is not None:
+            raise ValueError("prompts.context and init.from both give the method's prior: choose one")
+        prior, context_record = context_probs(config, model, texts, classes.names, rows)
     inputs = MethodInputs(x=rows.x, mask=rows.mask, class_weights=mesh_lib.replicate(texts.weights, mesh),
                           logit_scale=float(model.logit_scale), views=rows.views, class_texts=texts,
                           mesh=mesh, key=jax.random.key(config.seed), class_names=list(classes.names),
@@ -88,7 +95,13 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
             out = _chained_outputs(out, start, method, config, prior_record)
         baselines = zero_shot_baselines(rows.x, rows.mask, texts, rows.views, float(model.logit_scale),
                                         len(rows.kept))
+    before = out.predictions
+    out, decision = apply_decision(config, out, DecisionContext(model, list(classes.names), texts, distributed.to_host(
+        rows.x)[:len(rows.kept)], config))
     metrics = _metrics(config, model, pool, rows, classes, texts, out, baselines, labels)
+    metrics.update(decision=decision, **({"context": context_record} if context_record else {}))
+    if metrics["accuracy"] is not None:
+        metrics["accuracy_before_decision"] = report.accuracy_metrics(before, labels, classes.names)["accuracy"]
     metrics["n_processes"] = jax.process_count()
     if not distributed.is_writer():  # process 0 alone writes the shared outputs
         metrics["seconds"] = timer.seconds

@@ -49,6 +49,18 @@ def base_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
     c.prompts = ml_collections.ConfigDict()
     c.prompts.templates = ["a photo of a {}."]
     c.prompts.beta = -1.0  # weight of descriptions vs templates; -1 = uniform over all prompts
+    # PerceptionCLIP (adapt/features/perception.py): none | infer (classify under the inferred context)
+    # | marginal (sum over contexts); its p(y|x) is the method's prior (zero_shot returns it)
+    c.prompts.context = "none"
+    c.prompts.context_attributes = ["orientation", "background", "illumination", "quality", "style"]
+    c.prompts.context_infer = "class"  # p(z|x) from logsumexp over classes (class) | "a photo of an object, z" (pure)
+    c.prompts.context_temperature = 1.0  # tau of p(z|x)
+
+    c.decision = ml_collections.ConfigDict()
+    c.decision.rule = "argmax"  # argmax | fudd (adapt/features/fudd.py), after the method
+    c.decision.fudd_k = 3  # FuDD: ambiguous classes per image (top-k of the method's probabilities)
+    c.decision.fudd_descriptions = "wordnet"  # wordnet | a pair file (python -m adapt.realistic.fudd_pairs)
+    c.decision.fudd_grounded = True  # offline model: descriptions keep their class's WordNet grounding
 
     c.embed = ml_collections.ConfigDict()
     c.embed.batch_size = 64
