@@ -96,8 +96,9 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
         baselines = zero_shot_baselines(rows.x, rows.mask, texts, rows.views, float(model.logit_scale),
                                         len(rows.kept))
     before = out.predictions
-    out, decision = apply_decision(config, out, DecisionContext(model, list(classes.names), texts, distributed.to_host(
-        rows.x)[:len(rows.kept)], config))
+    host = lambda a: distributed.to_host(a)[:len(rows.kept)]  # noqa: E731
+    out, decision = apply_decision(config, out, DecisionContext(model, list(classes.names), texts, host(rows.x), config,
+                                                                host(rows.views[texts.view]) if texts.view else None))
     metrics = _metrics(config, model, pool, rows, classes, texts, out, baselines, labels)
     metrics.update(decision=decision, **({"context": context_record} if context_record else {}))
     if metrics["accuracy"] is not None:

@@ -7,6 +7,7 @@ import json
 
 import ml_collections
 import numpy as np
+import pytest
 
 from adapt.core.method import Head, MethodOutputs
 from adapt.features import fudd
@@ -21,39 +22,45 @@ def _restated_pairs(probs, k):
     return sorted(pairs)
 
 
-def _restated_decision(x, probs, k, descriptions, class_weights, scale):
+def _restated_decision(x, probs, k, descriptions, class_weights, scale, use_map=False):
     """Per image: the mean of the unit embeddings of every description of a against the other
-    ambiguous classes, renormalised (none: the class embedding); softmax over the top-k."""
+    ambiguous classes, renormalised (none: the class embedding); softmax over the top-k. With a class
+    map: the mean description map, scores view . map normalised over the top-k."""
     new, pred = probs.copy(), []
     for i, row in enumerate(probs):
         top = sorted(range(len(row)), key=lambda c: (-row[c], c))[:k]
         reps = []
         for a in top:
             embs = [e for b in top if b != a for e in descriptions.get((a, b), [])]
-            reps.append(np.mean(embs, 0) / np.linalg.norm(np.mean(embs, 0)) if embs else class_weights[a])
-        logits = scale * np.array([x[i] @ r for r in reps])
-        d = np.exp(logits - logits.max())
-        d /= d.sum()
+            mean = np.mean(embs, 0) if embs else None
+            reps.append(class_weights[a] if mean is None else mean if use_map else mean / np.linalg.norm(mean))
+        scores = np.array([x[i] @ r for r in reps])
+        if use_map:
+            d = scores / scores.sum()
+        else:
+            d = np.exp(scale * scores - (scale * scores).max())
+            d /= d.sum()
         new[i, top] = row[top].sum() * d
         pred.append(top[int(d.argmax())])
     return new, np.array(pred)
 
 
-def test_pair_set_and_decision_equal_the_restatement():
+@pytest.mark.parametrize("use_map", [False, True])
+def test_pair_set_and_decision_equal_the_restatement(use_map):
     rng = np.random.default_rng(0)
     n, c, dim, k = 40, 6, 8, 3
-    x = rng.normal(size=(n, dim))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = rng.dirichlet(np.ones(dim), size=n) if use_map else rng.normal(size=(n, dim))
     probs = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
     sets = fudd.ambiguous_sets(probs, k)
     assert fudd.pair_set(sets) == _restated_pairs(probs, k)
-    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
-    descriptions = {(a, b): [unit(rng.normal(size=dim)) for _ in range(rng.integers(0, 3))]
-                    for a in range(c) for b in range(c) if a != b}
+    vec = (lambda: rng.dirichlet(np.ones(dim))) if use_map else (lambda: (lambda v: v / np.linalg.norm(v))(
+        rng.normal(size=dim)))
+    descriptions = {(a, b): [vec() for _ in range(rng.integers(0, 3))] for a in range(c) for b in range(c) if a != b}
     sums = {key: np.sum(v, 0) for key, v in descriptions.items() if v}
-    weights = np.stack([unit(rng.normal(size=dim)) for _ in range(c)])
-    got_probs, got_pred = fudd.fudd_decide(x, probs, sets, sums, weights, 10.0)
-    want_probs, want_pred = _restated_decision(x, probs.astype(np.float64), k, descriptions, weights, 10.0)
+    counts = {key: len(v) for key, v in descriptions.items() if v}
+    weights = np.stack([vec() for _ in range(c)])
+    got_probs, got_pred = fudd.fudd_decide(x, probs, sets, sums, weights, 10.0, counts, use_map)
+    want_probs, want_pred = _restated_decision(x, probs.astype(np.float64), k, descriptions, weights, 10.0, use_map)
     np.testing.assert_array_equal(got_pred, want_pred)
     np.testing.assert_allclose(got_probs, want_probs, atol=1e-5)
     np.testing.assert_array_equal(got_probs.argmax(1), got_pred)
@@ -106,3 +113,20 @@ def test_pair_file_rule_through_apply_decision(tmp_path):
     np.testing.assert_array_equal(new.predictions, want_pred)
     np.testing.assert_allclose(new.probs, want_probs, atol=1e-5)
     assert record["n_descriptions"] == 3 and record["rule"] == "fudd"
+
+
+def test_pair_file_maker_through_the_phrases_path(tmp_path, monkeypatch):
+    """python -m adapt.realistic.fudd_pairs: one phrases_llm group per pair, read back by FuDD."""
+    from adapt.realistic import fudd_pairs, phrases_llm
+
+    def fake_chat(base_url, model, key, user, temperature, timeout=60.0):
+        named = [line[2:].split(":")[0] for line in user.split("Concepts:\n")[-1].splitlines() if line.startswith("- ")]
+        return json.dumps({n: [f"{n} mark"] for n in named})
+
+    monkeypatch.setattr(phrases_llm, "chat", fake_chat)
+    monkeypatch.setattr(fudd_pairs, "load_vocabulary", lambda name: type("V", (), {"index": lambda self: {}})())
+    out = tmp_path / "pairs.json"
+    assert fudd_pairs.main(["--names", "cat,dog,fox", "--out", str(out), "--base-url", "http://127.0.0.1:9",
+                            "--model", "m", "--repeats", "2"]) == 0
+    got = fudd.pair_descriptions(["cat", "dog", "fox"], [(0, 1), (0, 2), (1, 2)], str(out))
+    assert got[(0, 2)] == (["cat mark", "cat mark"], ["fox mark", "fox mark"]) and len(got) == 3

@@ -9,7 +9,8 @@ unordered pair {a, b} inside some A_i (the pair set) has differential descriptio
 that do not hold for b, and of b that do not hold for a. Class a's representation for image i is the
 mean of the embeddings of all its descriptions against the other classes of A_i (the prompt
 DESCRIPTION_TEMPLATE filled with the class and the description), renormalised; a class with none
-keeps its class embedding. The decision is the argmax over A_i of s * x . rep; the output
+keeps its class embedding. The decision is the argmax over A_i of s * x . rep (models with a class map
+onto an image view, as the zero_shot head: of view(x) . rep with rep the mean description map); the output
 probabilities keep the method's total mass on A_i and share it by softmax over A_i of those logits
 (classes outside A_i keep the method's probability), so the argmax of the new rows is the decision.
 
@@ -22,8 +23,7 @@ Descriptions (`decision.fudd_descriptions`):
      "pairs": [{"classes": [a, b], "descriptions": {a: [...], b: [...]}}, ...]}
 Deviations from the official code: the official prompts ask an LLM for each pair of the top-k
 (GPT-3.5) and use the descriptions alone as prompts; here each description is prefixed with its class
-prompt (DESCRIPTION_TEMPLATE), and the decision scores by cosine in the image embedding (x . t) for
-every model, also for models with a class map (the decision rule sees the pool embeddings only).
+prompt (DESCRIPTION_TEMPLATE); models with a class map are scored in its view (as zero_shot does).
 With the offline model's WordNet grounding (`decision.fudd_grounded`, default True), a description
 keeps its map on its class's ImageNet support, so classes grounded to one ImageNet class get the same
 representation whatever the description (Fashion-MNIST: T-shirt/top and Shirt both = jersey).
@@ -119,8 +119,9 @@ def pair_descriptions(names, pairs, source: str) -> dict[tuple[int, int], tuple[
     return out
 
 
-def description_sums(model, names, described, grounded: bool = True):
-    """{(a, b): (D,) sum of a's unit description embeddings against b} (both orders), and counts."""
+def description_sums(model, names, described, grounded: bool = True, use_map: bool = False):
+    """({(a, b): sum of a's description vectors against b} (both orders), {(a, b): count}). Vectors:
+    unit embeddings (D,), or with `use_map` the model's class maps (V,) of the descriptions."""
     texts, owners, keys = [], [], []
     for (a, b), (da, db) in described.items():
         for cls, other, ds in ((a, b, da), (b, a, db)):
@@ -131,31 +132,48 @@ def description_sums(model, names, described, grounded: bool = True):
     if not texts:
         return {}, {}
     kw = dict(names=owners) if grounded and getattr(model, "grounds_names", False) else {}
-    emb = np.asarray(model.encode_texts(texts, **kw), np.float32)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    if use_map:
+        vecs = np.asarray(model.class_map(texts, **kw), np.float32)
+    else:
+        vecs = np.asarray(model.encode_texts(texts, **kw), np.float32)
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     sums, counts = {}, {}
-    for key, e in zip(keys, emb):
+    for key, e in zip(keys, vecs):
         sums[key] = sums.get(key, 0) + e
         counts[key] = counts.get(key, 0) + 1
     return sums, counts
 
 
-def fudd_decide(x: np.ndarray, probs: np.ndarray, sets: np.ndarray, sums: dict, class_weights: np.ndarray,
-                scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """x (N, D), probs (N, K), sets (N, k) -> (new probs (N, K), predictions (N,)) (module docstring)."""
+def _scores(feats, members, sums, counts, fallback, scale, use_map):
+    """(n, k) distribution over `members` for the rows `feats`: softmax of s * x . rep (cosine), or
+    the normalised view . rep (class map; rep = the mean description map)."""
+    reps = []
+    for a in members:
+        keys = [(a, b) for b in members if b != a and (a, b) in sums]
+        total = sum((sums[key] for key in keys), np.zeros(feats.shape[1]))
+        if use_map:
+            n = sum(counts[key] for key in keys)
+            reps.append(total / n if n else fallback[a])
+        else:
+            norm = np.linalg.norm(total)
+            reps.append(total / norm if norm > 1e-12 else fallback[a])
+    z = feats @ np.stack(reps).T
+    if use_map:
+        return z / np.maximum(z.sum(1, keepdims=True), 1e-30)
+    z = np.exp(scale * (z - z.max(1, keepdims=True)))
+    return z / z.sum(1, keepdims=True)
+
+
+def fudd_decide(feats: np.ndarray, probs: np.ndarray, sets: np.ndarray, sums: dict, fallback: np.ndarray,
+                scale: float, counts: dict | None = None, use_map: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """feats (N, D) embeddings (or (N, V) the class map's view with `use_map`), probs (N, K), sets (N, k)
+    -> (new probs (N, K), predictions (N,)) (module docstring). fallback (K, D | V): class rows."""
     out = np.array(probs, np.float32, copy=True)
-    pred = np.empty(len(x), np.int64)
+    pred = np.empty(len(feats), np.int64)
     key_sets, inverse = np.unique(np.sort(sets, axis=1), axis=0, return_inverse=True)
     for g, members in enumerate(key_sets):
         rows = np.flatnonzero(inverse.ravel() == g)
-        reps = []
-        for a in members:
-            total = sum((sums[(a, b)] for b in members if b != a and (a, b) in sums), np.zeros(x.shape[1]))
-            norm = np.linalg.norm(total)
-            reps.append(total / norm if norm > 1e-12 else class_weights[a])
-        logits = scale * x[rows] @ np.stack(reps).T
-        dist = np.exp(logits - logits.max(1, keepdims=True))
-        dist /= dist.sum(1, keepdims=True)
+        dist = _scores(feats[rows], members, sums, counts or {}, fallback, scale, use_map)
         mass = probs[rows][:, members].sum(1, keepdims=True)
         out[np.ix_(rows, members)] = mass * dist
         pred[rows] = members[dist.argmax(1)]
@@ -171,11 +189,15 @@ def fudd_rule(out: MethodOutputs, context) -> tuple[MethodOutputs, dict]:
     sets = ambiguous_sets(probs, k)
     pairs = pair_set(sets)
     described = pair_descriptions(names, pairs, source)
-    sums, counts = description_sums(context.model, names, described, bool(d.get("fudd_grounded", True)))
-    x = np.asarray(context.x_host, np.float32)
-    new_probs, pred = fudd_decide(x, probs, sets, sums, np.asarray(context.texts.weights, np.float32),
-                                  float(context.model.logit_scale))
+    view = getattr(context, "view", None)
+    use_map = view is not None and getattr(context.texts, "view_weights", None) is not None
+    sums, counts = description_sums(context.model, names, described, bool(d.get("fudd_grounded", True)), use_map)
+    feats = np.asarray(view if use_map else context.x_host, np.float32)
+    fallback = np.asarray(context.texts.view_weights if use_map else context.texts.weights, np.float32)
+    new_probs, pred = fudd_decide(feats, probs, sets, sums, fallback, float(context.model.logit_scale),
+                                  counts, use_map)
     record = dict(rule="fudd", k=int(sets.shape[1]), descriptions=source, n_pairs=len(pairs),
+                  head="class_map" if use_map else "cosine",
                   n_descriptions=int(sum(counts.values())),
                   classes_without_descriptions=sorted({names[a] for (a, b) in described for a in (a, b)}
                                                       - {names[c] for (c, _) in counts}),

@@ -17,13 +17,15 @@ from adapt.features.fudd import fudd_rule
 class DecisionContext(NamedTuple):
     """What a rule may read besides the method's outputs.
 
-    x_host: (N, D) pool embeddings of the real rows, host; texts: the run's ClassTexts."""
+    x_host: (N, D) pool embeddings of the real rows, host; texts: the run's ClassTexts;
+    view: (N, V) the image view of the class map (texts.view), host, or None (no class map)."""
 
     model: Any
     class_names: list
     texts: Any
     x_host: np.ndarray
     config: Any
+    view: np.ndarray | None = None
 
 
 def _argmax(out: MethodOutputs, context: DecisionContext) -> tuple[MethodOutputs, dict]:
