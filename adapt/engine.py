@@ -24,8 +24,8 @@ from adapt.features.text import encode_classes
 from adapt.models import model_source
 from adapt.output import artifact, chain, report
 from adapt.output import html as report_html
-from adapt.output.decision import DecisionContext, apply_decision
 from adapt.output import staging as outputs
+from adapt.output.decision import DecisionContext, apply_decision
 from adapt.realistic import job as realistic_job
 from adapt.tuning import report as tuning_report
 
