@@ -45,11 +45,12 @@ def test_contexts_and_prompts():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    """Two classes, four images: few distinct text batch shapes to compile (the suite's time)."""
     from tests.clip_fixtures import write_tiny_clip
     from tests.test_adversarial import write_pool
 
     root = tmp_path_factory.mktemp("perception")
-    return root, write_tiny_clip(root / "clip"), write_pool(root / "pool", 3, ("cat", "dog", "fox"))
+    return root, write_tiny_clip(root / "clip"), write_pool(root / "pool", 2, ("cat", "dog"))
 
 
 class _HashModel:
@@ -92,7 +93,7 @@ def test_engine_end_to_end_with_both_options(tiny):
         {"classes": ["cat", "dog"], "descriptions": {"cat": ["pointed ears"], "dog": ["floppy ears"]}}]}))
     args = run_args(root, clip, pool, root / "run", "--set", "prompts.context=marginal",
                     "--set", "prompts.context_attributes=['orientation']", "--set", "decision.rule=fudd",
-                    "--set", "decision.fudd_k=3", "--set", f"decision.fudd_descriptions={pairs}")
+                    "--set", "decision.fudd_k=2", "--set", f"decision.fudd_descriptions={pairs}")
     assert cli.main(args) == 0
     m = json.loads((root / "run" / "metrics.json").read_text())
     assert m["context"]["n_contexts"] == 3 and m["context"]["head"] == "cosine"
