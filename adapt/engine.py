@@ -20,6 +20,7 @@ from adapt.core.method import ANOMALY, CLASSIFY, REALISTIC, Method, MethodInputs
 from adapt.data import resolve_classes
 from adapt.features import setup
 from adapt.features.class_texts import build_class_texts
+from adapt.features.perception import context_probs
 from adapt.models import model_source
 from adapt.output import artifact, chain, report
 from adapt.output import html as report_html
@@ -72,10 +73,7 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
     labels = None if classes.labels is None else np.asarray(classes.labels)[rows.kept]
     few = method.few_labels(labels) if method.few_labels is not None and labels is not None else None
     items = [pool.location(int(i)) for i in rows.kept]
-    prior, prior_record = None, None
-    if start is not None:
-        head_view = distributed.to_host(rows.views[start.classifier.head.view])[:len(rows.kept)]
-        prior, prior_record = chain.prior(start, items, head_view)
+    prior, prior_record, context_record = _prior(config, start, model, texts, classes, rows, items)
     inputs = MethodInputs(x=rows.x, mask=rows.mask, class_weights=mesh_lib.replicate(texts.weights, mesh),
                           logit_scale=float(model.logit_scale), views=rows.views, class_texts=texts,
                           mesh=mesh, key=jax.random.key(config.seed), class_names=list(classes.names),
@@ -87,20 +85,15 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
         if start is not None:
             out = _chained_outputs(out, start, method, config, prior_record)
         before = out.predictions
-        argmax = config.get("decision", {}).get("rule", "argmax") == "argmax"
-        x_host = None if argmax else distributed.to_host(rows.x)[:len(rows.kept)]
-        out, decision = apply_decision(config, out, DecisionContext(model, list(classes.names), texts,
-                                                                    x_host, config))
+        out, decision = _decide(config, out, model, classes, texts, rows)
         baselines = zero_shot_baselines(rows.x, rows.mask, texts, rows.views, float(model.logit_scale),
                                         len(rows.kept))
     metrics = _metrics(config, model, pool, rows, classes, texts, out, baselines, labels)
-    metrics["n_processes"] = jax.process_count()
-    metrics["decision"] = decision
-    if getattr(texts, "record", None):
-        metrics["class_texts"] = texts.record
+    metrics.update(n_processes=jax.process_count(), decision=decision,
+                   **({"class_texts": texts.record} if getattr(texts, "record", None) else {}),
+                   **({"context": context_record} if context_record else {}))
     if metrics["accuracy"] is not None:
-        before_acc = report.accuracy_metrics(before, labels, classes.names)["accuracy"]
-        metrics["accuracy_before_decision"] = before_acc
+        metrics["accuracy_before_decision"] = report.accuracy_metrics(before, labels, classes.names)["accuracy"]
     if not distributed.is_writer():  # process 0 alone writes the shared outputs
         metrics["seconds"] = timer.seconds
         return metrics
@@ -124,6 +117,31 @@ def classify(config, method: Method, workdir, progress: bool = True) -> dict:
             f.write(_chain_section(metrics["chain"], metrics["chain_prior"]))
     outputs.commit(workdir, staging)
     return metrics
+
+
+def _prior(config, start, model, texts, classes, rows, items):
+    """The method's prior (N, K) or None, from a chained start run or from PerceptionCLIP's
+    contexts (`prompts.context`), with the record of each (prior_record, context_record)."""
+    prior, prior_record, context_record = None, None, None
+    if start is not None:
+        head_view = distributed.to_host(rows.views[start.classifier.head.view])[:len(rows.kept)]
+        prior, prior_record = chain.prior(start, items, head_view)
+    if config.prompts.get("context", "none") != "none":  # PerceptionCLIP: its p(y|x) is the prior
+        if start is not None:
+            raise ValueError("prompts.context and init.from both give the method's prior: choose one")
+        prior, context_record = context_probs(config, model, texts, classes.names, rows)
+    return prior, prior_record, context_record
+
+
+def _decide(config, out: MethodOutputs, model, classes, texts, rows):
+    """`decision.rule` applied to the method's outputs (adapt.output.decision); the pool rows go to
+    the host only for a rule other than argmax."""
+    if config.get("decision", {}).get("rule", "argmax") == "argmax":
+        x_host = view = None
+    else:
+        host = lambda a: distributed.to_host(a)[:len(rows.kept)]  # noqa: E731
+        x_host, view = host(rows.x), (host(rows.views[texts.view]) if texts.view else None)
+    return apply_decision(config, out, DecisionContext(model, list(classes.names), texts, x_host, config, view))
 
 
 def _metrics(config, model, pool, rows, classes, texts, out: MethodOutputs, baselines, labels) -> dict:

@@ -53,12 +53,21 @@ def base_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
     c.prompts.template_set = ""  # "" = prompts.templates | clip80: the 80 CLIP ImageNet templates
     c.prompts.weighting = "uniform"  # uniform | zpe: templates weighted on the pool (adapt/features/zpe.py)
     c.prompts.zpe_top = 0  # zpe: 0 = softmax weights over every template; n = uniform over the n best
+    # PerceptionCLIP (adapt/features/perception.py): none | infer (classify under the inferred context)
+    # | marginal (sum over contexts); its p(y|x) is the method's prior (zero_shot returns it)
+    c.prompts.context = "none"
+    c.prompts.context_attributes = ["orientation", "background", "illumination", "quality", "style"]
+    c.prompts.context_infer = "class"  # p(z|x) from logsumexp over classes (class) | "a photo of an object, z" (pure)
+    c.prompts.context_temperature = 1.0  # tau of p(z|x)
 
     # the rule that turns the method's probabilities into predictions (adapt/output/decision.py)
     c.decision = ml_collections.ConfigDict()
-    c.decision.rule = "argmax"  # argmax | loki (Frechet mean under a class metric)
+    c.decision.rule = "argmax"  # argmax | fudd (FuDD's differential descriptions) | loki (Frechet mean)
     c.decision.loki_metric = "auto"  # auto | wordnet (hypernym path) | text (class embeddings)
     c.decision.loki_classes = ""  # extra candidate classes without a prompt: a file or "a,b,c"
+    c.decision.fudd_k = 3  # FuDD: ambiguous classes per image (top-k of the method's probabilities)
+    c.decision.fudd_descriptions = "wordnet"  # wordnet | a pair file (python -m adapt.realistic.fudd_pairs)
+    c.decision.fudd_grounded = True  # offline model: descriptions keep their class's WordNet grounding
 
     c.embed = ml_collections.ConfigDict()
     c.embed.batch_size = 64

@@ -6,6 +6,8 @@ ICML 2021 (official code: openai/CLIP on GitHub); class descriptions as in CuPL 
 The classifier is the class text embeddings T (C, D): logits = s * X T^T. Models that carry their
 own class map onto an image view (the offline default maps a text onto ImageNet classes) are scored
 in that view by default (`method_args.head = "auto"`); `head = "cosine"` forces s * X T^T.
+With `prompts.context` set (PerceptionCLIP, adapt/features/perception.py) the pool's rows are the job's
+context-conditioned probabilities (`MethodInputs.prior_probs`); the deployable head stays the plain one.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class Settings:
 def make(config) -> Method:
     s = parse_method_args(Settings, config.method_args, "zero_shot")
     head_kind = s.head
+    use_context = config.prompts.get("context", "none") != "none"  # a chained prior is not ours to return
 
     def run(inputs: MethodInputs) -> MethodOutputs:
         texts = inputs.class_texts
@@ -48,6 +51,9 @@ def make(config) -> Method:
         # The same host-side head the artifact deploys, so `adapt predict` reproduces these rows.
         probs = head.probs(to_host(inputs.views[head.view])[:n])
         metrics = {"head": "class_map:" + texts.view if use_map else "cosine"}
+        if use_context and inputs.prior_probs is not None:
+            probs = np.asarray(inputs.prior_probs, np.float32)
+            metrics["pool_probs"] = "prompts.context (PerceptionCLIP); the head is the plain zero-shot one"
         return MethodOutputs(probs, probs.argmax(1), head, INDUCTIVE, metrics)
 
     return Method("zero_shot", DESCRIPTION, run, settings=s)

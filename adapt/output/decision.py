@@ -2,6 +2,8 @@
 
 `decision.rule` picks one of RULES:
   argmax  the method's own predictions, unchanged (default)
+  fudd    FuDD (adapt.features.fudd): among each image's top-k classes, decide with descriptions
+          that differ between them (`decision.fudd_k`, `decision.fudd_descriptions`)
   loki    Loki's Fréchet-mean prediction (adapt.output.loki): argmin_y sum_c p(c|x) d(y, c)^2 with
           `decision.loki_metric` (auto | wordnet | text); `decision.loki_classes` (a file, one name
           a line, or comma-separated names) adds candidate classes that have no prompt: they are
@@ -19,19 +21,22 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from adapt.core.method import MethodOutputs
+from adapt.features.fudd import fudd_rule
 from adapt.features.text import ClassTexts, encode_classes
 from adapt.output import loki
 
 
 class DecisionContext(NamedTuple):
     """What a rule may read: the frozen model, the class names, their texts, the pool rows
-    x_host (N, D) (real rows, host) and the job's config."""
+    x_host (N, D) (real rows, host), the job's config, and view (N, V): the image view of the class
+    map (texts.view), host, or None (no class map)."""
 
     model: Any
     class_names: list
     texts: ClassTexts
     x_host: Any
     config: Any
+    view: Any = None
 
 
 def extra_classes(spec: str, prompted) -> list[str]:
@@ -86,7 +91,11 @@ def argmax_rule(config, out: MethodOutputs, context: DecisionContext) -> tuple[M
     return out, dict(rule="argmax")
 
 
-RULES = {"argmax": argmax_rule, "loki": loki_rule}
+def _fudd_rule(config, out: MethodOutputs, context: DecisionContext) -> tuple[MethodOutputs, dict]:
+    return fudd_rule(out, context)
+
+
+RULES = {"argmax": argmax_rule, "fudd": _fudd_rule, "loki": loki_rule}
 
 
 def apply_decision(config, out: MethodOutputs, context: DecisionContext) -> tuple[MethodOutputs, dict]:
