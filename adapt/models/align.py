@@ -74,8 +74,9 @@ class AlignModel(nnx.Module):
         """Random image weights from `rngs` (text weights zero); `rngs=None`: a skeleton for `load_align`."""
         self.cfg = cfg
         self.vision = AlignVisionTower(cfg.vision, rngs=rngs)
-        self.text = BertEncoder(cfg.text)
-        self.text_projection = Dense(cfg.text.hidden, cfg.projection_dim)
+        # the skeleton's text weights are abstract (no 440 MB of zeros at BERT base before loading)
+        make_text = lambda: (BertEncoder(cfg.text), Dense(cfg.text.hidden, cfg.projection_dim))  # noqa: E731
+        self.text, self.text_projection = make_text() if rngs is not None else nnx.eval_shape(make_text)
         self.model_id, self.weights_hash = "align:random", "random"
         s = cfg.vision.image_size
         self.preprocess = Preprocess(image_size=s, resize_size=s, mean=(0.5,) * 3, std=(0.5,) * 3)

@@ -94,9 +94,12 @@ def expected_shapes(cfg: AlignConfig) -> dict[str, tuple[int, ...]]:
             s.update({f"{p}.expansion.expand_conv.weight": (mid, b.cin, 1, 1), **_bn(f"{p}.expansion.expand_bn", mid)})
         s.update({f"{p}.depthwise_conv.depthwise_conv.weight": (mid, 1, b.kernel, b.kernel),
                   **_bn(f"{p}.depthwise_conv.depthwise_norm", mid),
-                  f"{p}.squeeze_excite.reduce.weight": (b.se_dim, mid, 1, 1), f"{p}.squeeze_excite.reduce.bias": (b.se_dim,),
-                  f"{p}.squeeze_excite.expand.weight": (mid, b.se_dim, 1, 1), f"{p}.squeeze_excite.expand.bias": (mid,),
-                  f"{p}.projection.project_conv.weight": (b.cout, mid, 1, 1), **_bn(f"{p}.projection.project_bn", b.cout)})
+                  f"{p}.squeeze_excite.reduce.weight": (b.se_dim, mid, 1, 1),
+                  f"{p}.squeeze_excite.reduce.bias": (b.se_dim,),
+                  f"{p}.squeeze_excite.expand.weight": (mid, b.se_dim, 1, 1),
+                  f"{p}.squeeze_excite.expand.bias": (mid,),
+                  f"{p}.projection.project_conv.weight": (b.cout, mid, 1, 1),
+                  **_bn(f"{p}.projection.project_bn", b.cout)})
     h, e = t.hidden, "text_model.embeddings"
     s.update({f"{e}.word_embeddings.weight": (t.vocab_size, h), f"{e}.position_embeddings.weight": (t.max_positions, h),
               f"{e}.token_type_embeddings.weight": (t.type_vocab, h), f"{e}.LayerNorm.weight": (h,),
@@ -104,9 +107,10 @@ def expected_shapes(cfg: AlignConfig) -> dict[str, tuple[int, ...]]:
               "text_projection.bias": (cfg.projection_dim,), "temperature": ()})
     for i in range(t.layers):
         p = f"text_model.encoder.layer.{i}"
-        for name, (dout, din) in {"attention.self.query": (h, h), "attention.self.key": (h, h),
-                                  "attention.self.value": (h, h), "attention.output.dense": (h, h),
-                                  "intermediate.dense": (t.intermediate, h), "output.dense": (h, t.intermediate)}.items():
+        dense = {"attention.self.query": (h, h), "attention.self.key": (h, h), "attention.self.value": (h, h),
+                 "attention.output.dense": (h, h), "intermediate.dense": (t.intermediate, h),
+                 "output.dense": (h, t.intermediate)}
+        for name, (dout, din) in dense.items():
             s.update({f"{p}.{name}.weight": (dout, din), f"{p}.{name}.bias": (dout,)})
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
             s.update({f"{p}.{ln}.weight": (h,), f"{p}.{ln}.bias": (h,)})
