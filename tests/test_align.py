@@ -166,7 +166,7 @@ def test_preprocessing_matches_efficientnet_image_processor(tiny, rule):
 
 
 def test_kinds_and_bad_checkpoints(tmp_path, tiny):
-    path, hf, model = tiny
+    path, _, model = tiny
     assert models.model_kind(str(path)) == "align"
     assert models.load_image_encoder(str(path)).model_id == model.model_id
     with pytest.raises(ValueError, match="model.kind='siglip'.*model_type 'align'"):
@@ -175,9 +175,8 @@ def test_kinds_and_bad_checkpoints(tmp_path, tiny):
     tensors = load_file(bad / "model.safetensors")
     (bad / "model.safetensors").unlink()  # pytorch_model.bin alone loads the same model
     torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, bad / "pytorch_model.bin")
-    x = np.random.default_rng(2).normal(size=(2, 33, 33, 3)).astype(np.float32)
-    from_bin = jit_call(load_align(bad), "encode_images", jnp.asarray(x))
-    np.testing.assert_allclose(from_bin, torch_images(hf, x), atol=1e-5)
+    from_bin = load_align(bad)  # every weight equal to the safetensors model's (whose outputs are tested)
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(from_bin), nnx.state(model))
     (bad / "pytorch_model.bin").unlink()
     name = "vision_model.encoder.blocks.3.squeeze_excite.reduce.bias"
     save_file({k: v for k, v in tensors.items() if k != name}, bad / "model.safetensors")
