@@ -35,7 +35,7 @@ def base_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.path = ""  # a CLIP checkpoint folder; empty = the embedded offline default model
-    c.model.kind = "auto"  # auto | offline | clip | openclip | metaclip2 | siglip | siglip2
+    c.model.kind = "auto"  # auto | offline | clip | openclip | metaclip2 | siglip | siglip2 | align
     c.model.arch = ""  # an OpenCLIP state dict's architecture (kind openclip), e.g. ViT-B-32, ViT-B-32-quickgelu
     c.model.grounding = "wordnet"  # offline model: tie class names to ImageNet via WordNet | none
 

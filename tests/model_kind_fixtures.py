@@ -1,4 +1,4 @@
-"""Helpers for the OpenCLIP and MetaCLIP 2 tests: open_clip's model module as the PyTorch oracle, random
+"""Helpers for the OpenCLIP, MetaCLIP 2 and ALIGN tests: open_clip's model module as the PyTorch oracle, random
 weights that exercise every tensor, a tiny folder pool and the 1-vs-8-device embedding check."""
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ folder is read as a checkpoint whose kind comes from its `config.json` (`model_t
 Towers: clip (clip_load, clip_text, clip_vision), openclip (openclip_arch: OpenCLIP state dicts on
 the CLIP towers), metaclip2 (metaclip2_tokenizer), siglip / siglip2 (siglip, siglip_load,
 siglip_towers), dino (dino_load), the offline default (offline: efficientnet + minilm tied through
-grounding and imagenet_texts), resnet_onnx; shared: base, checkpoint (reading a checkpoint folder),
-torch_pickle, tokenizer, preprocess (pixels for a tower).
+grounding and imagenet_texts), resnet_onnx, align (align_load, align_vision); shared: base,
+checkpoint (reading a checkpoint folder), torch_pickle, tokenizer, preprocess (pixels for a tower).
 May import: core, data, vocab.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from adapt.models.align import load_align
 from adapt.models.clip import load_clip
 from adapt.models.dino import load_dino
 from adapt.models.metaclip2 import load_metaclip2
@@ -27,7 +28,8 @@ IMAGE_ONLY = ("vit", "dinov2")  # DINO (ViTModel) and DINOv2 checkpoints
 SIGLIP_KINDS = ("siglip", "siglip2")
 # config.json model_type -> (our kind, loader) of the checkpoint folders with a text tower
 FOLDER_KINDS = {"clip": ("clip", load_clip), "metaclip_2": ("metaclip2", load_metaclip2),
-                "siglip": ("siglip", load_siglip), "siglip2": ("siglip2", load_siglip)}
+                "siglip": ("siglip", load_siglip), "siglip2": ("siglip2", load_siglip),
+                "align": ("align", load_align)}
 FOLDER_LOADERS = {kind: load for kind, load in FOLDER_KINDS.values()}
 KINDS = ("auto", "offline", "openclip", *FOLDER_LOADERS)
 
@@ -61,7 +63,7 @@ def model_kind(path: str, arch: str = "") -> str:
 def load_image_encoder(path: str):
     """A frozen image tower from a local folder, by its config.json `model_type`.
 
-    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip", "metaclip_2", "siglip", "siglip2":
+    "vit" (DINO) and "dinov2": `adapt.models.dino.load_dino`; "clip", "metaclip_2", "siglip", "siglip2", "align":
     the model (its `encode_images` is the image tower). The result has model_id, weights_hash,
     preprocess, embed_dim and `encode_images(pixels (B, H, W, 3)) -> (B, D)` L2-normalised, so
     `embed_pool` can cache it.
