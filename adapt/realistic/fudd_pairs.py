@@ -49,12 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--names", required=True, help="the class names, comma-separated, in class-id order")
     p.add_argument("--pairs-from", default="", help="a run's pool_probs.npz: only pairs inside some top-k")
     p.add_argument("--k", type=int, default=3)
-    p.add_argument("--out", required=True)
-    p.add_argument("--base-url", default=os.environ.get("ADAPT_LLM_BASE_URL"))
-    p.add_argument("--model", default=os.environ.get("ADAPT_LLM_MODEL"))
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--temperature", type=float, default=0.7)
+    phrases_llm.add_endpoint_arguments(p)
     args = p.parse_args(argv)
     if not args.base_url or not args.model:
         p.error("give --base-url and --model (or ADAPT_LLM_BASE_URL / ADAPT_LLM_MODEL)")

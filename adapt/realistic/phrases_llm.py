@@ -163,18 +163,23 @@ def _groups(args) -> list[list[dict]]:
     return groups
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m adapt.realistic.phrases", description=__doc__.split("\n")[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--candidates", help="a run's candidates.json (groups = clusters' top words)")
-    src.add_argument("--names", help="concepts, comma-separated; ';' separates groups")
-    p.add_argument("--vocabulary", default="wordnet", help="definitions for --names")
+def add_endpoint_arguments(p) -> None:
+    """The command-line options every LLM file maker shares: output, endpoint, model, sampling."""
     p.add_argument("--out", required=True)
     p.add_argument("--base-url", default=os.environ.get("ADAPT_LLM_BASE_URL"))
     p.add_argument("--model", default=os.environ.get("ADAPT_LLM_MODEL"))
     p.add_argument("--api-key-env", default="OPENAI_API_KEY")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--temperature", type=float, default=0.7)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m adapt.realistic.phrases", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--candidates", help="a run's candidates.json (groups = clusters' top words)")
+    src.add_argument("--names", help="concepts, comma-separated; ';' separates groups")
+    p.add_argument("--vocabulary", default="wordnet", help="definitions for --names")
+    add_endpoint_arguments(p)
     p.add_argument("--retries", type=int, default=2)
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args(argv)
