@@ -113,7 +113,7 @@ def _run(setup, n_devices, workdir, **args):
     inputs = inputs._replace(class_texts=ct, class_names=NAMES, model=_model(), pool=_Pool(images),
                              kept=np.arange(N), workdir=workdir, progress=False)
     config = load_config("configs/lafter.py")
-    config.method_args.update({**dict(descriptions="none", text_epochs=30, text_lr=0.05, n_prompts=4, epochs=3,
+    config.method_args.update({**dict(descriptions="none", text_epochs=30, text_lr=0.05, n_prompts=4, epochs=2,
                                       batch_size=8, min_steps_per_epoch=0, lr=0.01, augment="none"), **args})
     return lafter.make(config).run(inputs)
 

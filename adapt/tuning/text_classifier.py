@@ -12,6 +12,7 @@ The whole run is one jitted `lax.scan`; step s draws its noise from `fold_in(key
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Sequence
 
 import jax
@@ -72,6 +73,23 @@ def text_adamw(lr: float, weight_decay: float) -> optax.GradientTransformation:
     return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay)
 
 
+@functools.partial(jax.jit, static_argnames=("steps", "n_classes", "lr", "weight_decay", "noise_std", "smoothing"))
+def _fit(w0, t, y, noise_key, *, steps, n_classes, lr, weight_decay, noise_std, smoothing):
+    """`steps` full-batch AdamW steps from w0 (C, D) on t (M, D) + noise: (W, losses (steps,)).
+    Module-level and jitted on its static settings, so runs of one shape compile once."""
+    opt = text_adamw(lr, weight_decay)
+
+    def step(carry, s):
+        w, opt_state = carry
+        noisy = t + step_noise(noise_key, s, t.shape, noise_std)
+        loss, grad = jax.value_and_grad(lambda w: smoothed_ce(noisy @ w.T, y, n_classes, smoothing))(w)
+        upd, opt_state = opt.update(grad, opt_state, w)
+        return (optax.apply_updates(w, upd), opt_state), loss
+
+    (w, _), losses = jax.lax.scan(step, (w0, opt.init(w0)), jnp.arange(steps))
+    return w, losses
+
+
 def train_text_classifier(text_set: TextSet, n_classes: int, *, steps: int, lr: float, weight_decay: float,
                           noise_std: float, smoothing: float, key: jax.Array, log_every: int = 50,
                           init: np.ndarray | None = None) -> TextClassifier:
@@ -80,22 +98,8 @@ def train_text_classifier(text_set: TextSet, n_classes: int, *, steps: int, lr: 
     init_key, noise_key = keys(key)
     t, y = jnp.asarray(text_set.embeddings), jnp.asarray(text_set.labels)
     w0 = torch_linear_init(init_key, n_classes, t.shape[1]) if init is None else jnp.asarray(init, jnp.float32)
-    opt = text_adamw(lr, weight_decay)
-
-    def loss_fn(w, noisy):
-        return smoothed_ce(noisy @ w.T, y, n_classes, smoothing)
-
-    @jax.jit
-    def run(w, opt_state):
-        def step(carry, s):
-            w, opt_state = carry
-            loss, grad = jax.value_and_grad(loss_fn)(w, t + step_noise(noise_key, s, t.shape, noise_std))
-            upd, opt_state = opt.update(grad, opt_state, w)
-            return (optax.apply_updates(w, upd), opt_state), loss
-        (w, _), losses = jax.lax.scan(step, (w, opt_state), jnp.arange(steps))
-        return w, losses
-
-    w, losses = run(w0, opt.init(w0))
+    w, losses = _fit(w0, t, y, noise_key, steps=int(steps), n_classes=int(n_classes), lr=float(lr),
+                     weight_decay=float(weight_decay), noise_std=float(noise_std), smoothing=float(smoothing))
     losses = np.asarray(losses)
     clean = np.asarray(t @ w.T).argmax(1)
     logged = sorted({*range(0, steps, max(1, log_every)), steps - 1}) if steps else []
