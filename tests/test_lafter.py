@@ -18,6 +18,7 @@ from adapt.models.clip_vision import VisionConfig
 from adapt.models.tokenizer import load_tokenizer
 from adapt.tuning import loop as tuning
 from adapt.tuning import text_classifier as tc
+from adapt.tuning.prompted import pool_pixels
 from methods import lafter
 from tests.method_inputs import pool_inputs
 
@@ -99,7 +100,6 @@ def setup():
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (PX, PX, 3), dtype=np.uint8)) for _ in range(N)]
     m = _model()
-    from adapt.tuning.prompted import pool_pixels
     x = np.asarray(m.encode_images(jnp.asarray(pool_pixels(_Pool(images), np.arange(N), m.preprocess))))
     texts = [[f"a photo of {n}.", f"a {n} thing."] for n in NAMES]
     t = np.asarray(m.encode_texts([s[0] for s in texts]))

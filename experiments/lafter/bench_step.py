@@ -60,13 +60,13 @@ def ours(folder, px, y, w0, augment: str, n_prompts: int):
     batch = {"pixels": jnp.asarray(px), "y": jnp.asarray(y), "mask": jnp.ones(len(y), bool)}
 
     @jax.jit
-    def step(p, o, key):
+    def step(p, o, batch, key):  # the batch is an argument, as in adapt.tuning.loop (not a constant)
         (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, batch, key)
         upd, o = opt.update(g, o, p)
         return jax.tree.map(lambda a, b: a + b, p, upd), o, loss
 
     def run():
-        state["p"], state["o"], loss = step(state["p"], state["o"], jax.random.key(0))
+        state["p"], state["o"], loss = step(state["p"], state["o"], batch, jax.random.key(0))
         return jax.block_until_ready(loss)
     return run
 
