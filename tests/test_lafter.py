@@ -18,7 +18,6 @@ from adapt.models.clip_vision import VisionConfig
 from adapt.models.tokenizer import load_tokenizer
 from adapt.tuning import loop as tuning
 from adapt.tuning import text_classifier as tc
-from adapt.tuning.prompted import pool_pixels
 from methods import lafter
 from tests.method_inputs import pool_inputs
 
@@ -97,13 +96,14 @@ class _Pool:
 
 @pytest.fixture(scope="module")
 def setup():
+    """Pool images, frozen pool embeddings x (N, 8) and class embeddings t (C, 8): random unit rows
+    (the method only reads them; the tiny model is compiled inside the runs), class texts."""
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (PX, PX, 3), dtype=np.uint8)) for _ in range(N)]
-    m = _model()
-    x = np.asarray(m.encode_images(jnp.asarray(pool_pixels(_Pool(images), np.arange(N), m.preprocess))))
+    x, t = rng.normal(size=(N, 8)).astype(np.float32), rng.normal(size=(C, 8)).astype(np.float32)
     texts = [[f"a photo of {n}.", f"a {n} thing."] for n in NAMES]
-    t = np.asarray(m.encode_texts([s[0] for s in texts]))
-    return images, x, t, texts
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    return images, unit(x), unit(t), texts
 
 
 def _run(setup, n_devices, workdir, **args):
