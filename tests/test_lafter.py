@@ -16,8 +16,10 @@ from adapt.models.clip_load import ClipConfig
 from adapt.models.clip_text import TextConfig
 from adapt.models.clip_vision import VisionConfig
 from adapt.models.tokenizer import load_tokenizer
+from adapt.output.artifact import install_tuned
 from adapt.tuning import loop as tuning
 from adapt.tuning import text_classifier as tc
+from adapt.tuning.prompted import pool_pixels
 from methods import lafter
 from tests.method_inputs import pool_inputs
 
@@ -123,7 +125,7 @@ def clean(setup, tmp_path_factory):
     return _run(setup, 1, tmp_path_factory.mktemp("clean"))
 
 
-def test_only_the_declared_parameters_change_and_the_head_reproduces_the_run(setup, clean):
+def test_only_the_declared_parameters_change_and_the_artifact_reproduces_the_run(setup, clean):
     """Tuned: 4 VPT tokens (1, 4, 16), every vision LayerNorm (pre, post, 2 per block: 4 x 2 x 16) and
     W (3, 8); nothing else of the model moves (`nnx.split` freezes it), and each declared leaf moves."""
     frozen = dict(nnx.to_flat_state(nnx.state(_model(), nnx.Param)))
@@ -139,6 +141,12 @@ def test_only_the_declared_parameters_change_and_the_head_reproduces_the_run(set
     assert text_round["stage"] == "text" and tuned_round["resumed_epochs"] == 0
     assert not np.allclose(clean.head.weights, 0) and clean.head.scale == 1.0
     np.testing.assert_array_equal(clean.head.probs(clean.head_features).argmax(1), clean.predictions)
+    # what `adapt predict` does: install the artifact's parameters in a fresh model, embed, apply the head
+    m = _model()
+    install_tuned(m, clean.model_setup, clean.model_params)
+    pixels = pool_pixels(_Pool(setup[0]), np.arange(N), m.preprocess)
+    np.testing.assert_array_equal(clean.head.probs(np.asarray(m.encode_images(jnp.asarray(pixels)))).argmax(1),
+                                  clean.predictions)
 
 
 def test_a_killed_run_resumes_to_the_identical_output(setup, clean, tmp_path, monkeypatch):
