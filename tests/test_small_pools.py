@@ -36,7 +36,7 @@ D, C = 8, 4
 SIZES = [2, 5, 8, 60, 200]
 PADDED_ROWS = 200  # 8 devices x 25: every pool of the sweep fits, so one shape compiles
 UNPADDED_BELOW = 8  # 1 device: pools under 8 images keep their exact size (the case that used to fail)
-TUNED = ("nola", "pseudolabel", "s3a")  # tune the model (s3a: self-learning): need it and the pixels
+TUNED = ("nola", "pseudolabel", "s3a", "lafter")  # tune the model (s3a: self-learning): need it and the pixels
 OTHER_JOBS = {"musc": "anomaly: tests/test_musc.py::test_small_pools_and_the_guard"}
 # Classification methods with a sweep of their own, and why: the hypergraph's probabilities agree on 1 and
 # 8 devices only from pools larger than its views' total dimension (its multi-view CCA is rank-deficient
@@ -56,6 +56,7 @@ TUNED_CHEAP = {  # settings that only make the tiny runs compile faster (every e
     "nola": {"second_tower": "own_stage", "augment": "none", "descriptions": "none", "batch_size": 8,
              "labeller_batch_size": 8},
     "pseudolabel": {"batch_size": 8},
+    "lafter": {"augment": "none", "descriptions": "none", "batch_size": 8},
     "s3a": {"n_init": 2, "search_n_init": 1},
 }
 TUNED_CLASSES = ["red", "green", "blue"]  # "blue" has no image (the empty class)
