@@ -8,7 +8,11 @@ The argument after ':' is a pool preset (fashion_mnist, fashion_mnist_inverted, 
 without one, give a folder with `--set pool.path=DIR`.
 
 K (`method_args.k`) is "estimate" (silhouette search, no labels) or a number, which is an
-assumption (the official code gives the true class count): `--set method_args.k=10`.
+assumption (the official code gives the true class count): `--set method_args.k=10`. The estimate
+is marked unreliable when its best silhouette is below 0.25 (usual with the offline default model);
+then `method_args.k_fallback` (your K) is used when given, else the estimate is kept and flagged in
+report.md. When you know roughly how many classes the pool has, give K: that is the documented
+default way to run S3A on a new pool (experiments/s3a/README.md, issue 28).
 Prompt step (`method_args.phrases`): "glosses" (offline default: WordNet definitions of each
 cluster's candidate words), "none" (Cluster-Vote-Realign only) or a phrase file from
 `python -m adapt.realistic.phrases` (adapt/realistic/phrases_llm.py documents the LLM prompt).
@@ -31,7 +35,9 @@ def get_config(arg: str = ""):
     config.vocabulary.file = "wordnet"  # "wordnet" = built-in, else a .jsonl / .tsv / .txt file
     config.vocabulary.chunk = 2048  # names per cached chunk of the vocabulary classifier
     a = config.method_args
-    a.k = "estimate"  # "estimate" or a number of clusters
+    a.k = "estimate"  # "estimate" or a number of clusters (recommended when you know it: see below)
+    a.k_search = "grid"  # grid (every K up to 30, then +15% steps) | binary (the official search)
+    a.k_fallback = 0  # K to use when the estimate is unreliable (best silhouette < 0.25); 0 = keep it, flagged
     a.k_min = 2  # silhouette search bounds
     a.k_max = 100
     a.search_rounds = 3
@@ -50,6 +56,7 @@ def get_config(arg: str = ""):
     a.top_phrases = 3  # hits: each image's top-n phrase entries
     a.block = 1024  # rows / words per similarity tile
     a.shrink = False  # Hungarian on voted columns only (equal optimum; faster for huge vocabularies)
+    a.realign = "auto"  # auto (accept a realign only if the partition's silhouette does not drop) | words (paper) | keep
     # Self-learning (adapt/realistic/self_learning.py): EMA teacher, student on confident teacher labels plus
     # the structural labels, over the whole vocabulary. The student is the model's tunable visual
     # side (offline default: head BN affine + LoRA of the head conv on cached head inputs; CLIP:
@@ -61,6 +68,7 @@ def get_config(arg: str = ""):
     sl.lr = 1e-3  # AdamW, per-step cosine; official 2e-5 x batch/256 is for full-tower fine-tuning
     sl.weight_decay = 0.05
     sl.tau = 0.5  # teacher confidence threshold
+    sl.scale = 100.0  # logit scale of teacher/student over the vocabulary (official: 100); 0 = the model's own
     sl.w_ins = 1.0
     sl.w_str = 0.25
     sl.warmup_epochs = 2  # structural labels fixed to CVPR's before this epoch

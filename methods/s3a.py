@@ -29,6 +29,7 @@ from adapt.core.settings import parse_method_args
 from adapt.realistic import phrases as phrases_lib
 from adapt.realistic.cvpr import Cvpr, Settings, cvpr, recompute_structural, top_voted  # noqa: F401
 from adapt.realistic.self_learning import self_learn
+from adapt.realistic.stage_checks import stage_checks
 from adapt.tuning.prompted import make_prompted
 
 DESCRIPTION = "S3A CVPR: k-means clusters aligned one-to-one with words of a broad vocabulary"
@@ -48,6 +49,7 @@ class SelfLearning:
     warmup_epochs: int = 2
     lora_rank: int = 16
     augment: str = "weak"
+    scale: float = 100.0  # logit scale over the vocabulary (official constant 100); 0 = the model's own
     min_steps_per_epoch: int = 0  # floor on optimizer steps an epoch (extra passes over small pools); 0 = one pass
 
 
@@ -110,7 +112,7 @@ def _self_learning(inputs: RealisticInputs, out: Cvpr, sl: SelfLearning) -> dict
         batch_size=int(sl.batch_size), lr=float(sl.lr), weight_decay=float(sl.weight_decay),
         tau=float(sl.tau), w_ins=float(sl.w_ins), w_str=float(sl.w_str),
         warmup_epochs=int(sl.warmup_epochs), augment=sl.augment, key=jax.random.key(inputs.seed + 1),
-        min_steps_per_epoch=int(sl.min_steps_per_epoch),
+        min_steps_per_epoch=int(sl.min_steps_per_epoch), scale=float(sl.scale) or None,
         mesh=mesh, checkpoint_dir=None, progress=inputs.progress, seed=int(inputs.seed))
     w = jnp.asarray(weights)
     tuned = dict(history=history)
@@ -121,6 +123,24 @@ def _self_learning(inputs: RealisticInputs, out: Cvpr, sl: SelfLearning) -> dict
     tuned["features"] = e  # the student's embeddings (the artifact's view)
     tuned["head"], tuned["model_params"], tuned["model_setup"] = prompted.export(student)
     return tuned
+
+
+def _stages(inputs: RealisticInputs, out: Cvpr, preds: dict, tuned: dict | None) -> list[dict]:
+    """The label-free stage checks (adapt.realistic.stage_checks): k-means (clusters named by the
+    vote), CVR, CVPR, self-learning, each against the stage before it."""
+    n = len(inputs.kept)
+    km = np.asarray(out.kmeans_words)[to_host(out.kmeans_partition)[:n]]
+    stages = [("k-means partition (named by the vote)", km)]
+    if "s3a_cvr" in preds:
+        stages.append(("CVR (steps 1-2)", preds["s3a_cvr"]))
+    stages.append(("CVPR", preds["s3a_cvpr"]))
+    if tuned is not None:
+        stages.append(("self-learning (student)", preds["s3a_self_learning"]))
+    rows = stage_checks(stages, to_host(inputs.x)[:n], preds["zero_shot_cosine"], mesh=inputs.mesh)
+    if tuned is not None:
+        rows[-1]["confident_share_per_epoch"] = [round(float(h["confident_fraction"]), 4)
+                                                 for h in tuned["history"]]
+    return rows
 
 
 def run_realistic(inputs: RealisticInputs, s: Settings, sl: SelfLearning | None) -> RealisticOutputs:
@@ -137,11 +157,13 @@ def run_realistic(inputs: RealisticInputs, s: Settings, sl: SelfLearning | None)
                   words=words, candidates=out.candidates, k=out.k, k_given=s.k is not None, info=out.info,
                   block=s.block)
     if sl is None:  # CVPR: the frozen model over the K assigned words
+        out.info["stages"] = _stages(inputs, out, preds, None)
         head = Head(weights=np.asarray(to_host(inputs.weights))[words], scale=float(inputs.model.logit_scale))
         return RealisticOutputs(preds, head=head, features=to_host(inputs.x)[:n],
                                 class_names=[names[w] for w in words], **common)
     tuned = _self_learning(inputs, out, sl)
     preds["s3a_self_learning"], preds["s3a_self_learning_teacher"] = tuned["student"], tuned["teacher"]
+    out.info["stages"] = _stages(inputs, out, preds, tuned)
     # metrics.json's record: the settings sorted by name (as the config block's to_dict gave them)
     record = dict(sorted(dataclasses.asdict(sl).items()), history=tuned["history"],
                   student="the model's tunable visual side (not the full tower)")

@@ -255,7 +255,12 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
     # self-learning: student and teacher predictions are scored like CVPR's; the artifact is the
     # tuned student (its visual prompts) over the whole vocabulary and reproduces the predictions
     assert {"s3a_self_learning", "s3a_self_learning_teacher"} <= set(m["results"])
-    assert len(m["self_learning"]["history"]) == 3
+    assert len(m["self_learning"]["history"]) == 3 and m["self_learning"]["scale"] == 100.0
+    stages = m["cvpr"]["stages"]  # issue 28: label-free checks per stage, each against the previous
+    assert [r["stage"].split(" ")[0] for r in stages] == ["k-means", "CVR", "CVPR", "self-learning"]
+    assert all(set(r["vs_previous"].values()) <= {"improved", "hurt", "same"} for r in stages[1:])
+    assert len(stages[-1]["confident_share_per_epoch"]) == 3
+    assert "Stages, label-free" in (run / "report.md").read_text()
     clf = load(run / "classifier")
     assert len(clf.class_names) == 5 and clf.params and "s3a" in (run / "report.md").read_text()
     images = [row.split(",")[0] for row in (run / "predictions.csv").read_text().splitlines()[1:]]
@@ -269,3 +274,92 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
                                  "--set", "prompts.templates=['a photo of a {}.']"]) == 0
     m = json.loads((run / "metrics.json").read_text())
     assert not m["k_given"] and 2 <= m["k"] <= 3 and m["cvpr"]["prompt_step"].startswith("none")
+    assert m["cvpr"]["k_search"]["search"] == "grid" and sorted(m["cvpr"]["k_search"]["scores"]) == ["2", "3"]
+
+
+# --- issue 28: K search, realign rule, stage checks ------------------------------------------------
+
+def test_grid_search_finds_the_peak_the_binary_search_walks_past():
+    from adapt.realistic import cluster_count as cc
+
+    # a curve with its peak at K = 10 and a local bump at high K (flat-ish, like the offline model's)
+    def score(k):
+        return 0.12 - 0.01 * abs(k - 10) if k <= 30 else 0.05 + 0.0005 * (k - 30)
+    assert cc.search_k(score, 2, 100, rounds=3)[0] != 10  # the official binary search misses it
+    k, seen = cc.search_grid(score, 2, 100)
+    assert k == 10 and set(range(2, 31)) <= set(seen) and max(seen) == 100
+
+
+def test_estimate_k_marks_structure_reliable_and_noise_unreliable():
+    from adapt.realistic import cluster_count as cc
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 10
+    blobs = (centres[rng.integers(0, 4, 160)] + rng.normal(size=(160, 8))).astype(np.float32)
+    noise = rng.normal(size=(160, 8)).astype(np.float32)
+    kw = dict(k_min=3, k_max=4, n_init=1, mesh=mesh_lib.make_mesh(1))  # two shapes: compiled once
+    k, info = cc.estimate_k(blobs, **kw)
+    assert k == 4 and info["reliable"]
+    assert not cc.estimate_k(noise, **kw)[1]["reliable"]  # silhouette of noise stays far below 0.25
+
+
+def _crossing_words():
+    """Two tight image clusters left and right; the two words point up and down, so the paper's
+    realign (nearest word) cuts both clusters in half."""
+    rng = np.random.default_rng(1)
+    spread = np.asarray([0.05, 0.3])
+    x = np.concatenate([[-1.0, 0.0] + spread * rng.normal(size=(20, 2)),
+                        [1.0, 0.0] + spread * rng.normal(size=(20, 2))]).astype(np.float32)
+    t = np.asarray([[0.0, 1.0], [0.0, -1.0]], np.float32)
+    return x, t, np.repeat([0, 1], 20).astype(np.int32)
+
+
+def test_keep_names_clusters_without_moving_them():
+    x, t, part = _crossing_words()
+    mesh = mesh_lib.make_mesh(1)
+    (xs, mask), (ps, _) = _shard(mesh, x, part)
+    kept = vr.vote_realign(ps, xs, mask, jnp.asarray(t), k=2, rounds=3, move=False)
+    np.testing.assert_array_equal(np.asarray(kept.partition)[:40], part)
+    counts = np.zeros((2, 2))
+    np.add.at(counts, (part, (x @ t.T).argmax(1)), 1)
+    np.testing.assert_array_equal(kept.words, ref.hungarian(counts / counts.sum(1, keepdims=True)))
+    moved = vr.vote_realign(ps, xs, mask, jnp.asarray(t), k=2, rounds=1)
+    assert moved.history[0]["moved"] > 0  # the paper's rule moves images here
+
+
+@pytest.mark.parametrize("rule", ["auto", "words"])
+def test_auto_realign_rejects_a_step_that_lowers_the_silhouette(rule):
+    from sklearn.metrics import silhouette_score
+
+    x, t, part = _crossing_words()
+    mesh = mesh_lib.make_mesh(1)
+    xs, mask = mesh_lib.shard_rows(x, mesh)
+    st = s3a.Settings(k=2, n_init=2, phrases="none", realign=rule)
+    out = s3a.cvpr(xs, mask, jnp.asarray(t), None, st, mesh=mesh, key=jax.random.key(0), log=lambda m: None)
+    final = np.asarray(out.partition)[:40]
+    km = np.asarray(out.kmeans_partition)[:40]
+    if rule == "auto":  # the realigned partition's silhouette is lower: rejected, only renamed
+        np.testing.assert_array_equal(final, km)
+        check = out.info["realign_checks"][0]
+        assert not check["accepted"] and check["silhouette_after"] < check["silhouette_before"]
+        assert np.isclose(check["silhouette_before"], silhouette_score(x, km), atol=1e-4)
+        assert not out.move
+    else:
+        assert (final != km).any() and out.move
+
+
+def test_stage_checks_measure_silhouette_and_vote_agreement_against_sklearn():
+    from sklearn.metrics import silhouette_score
+
+    from adapt.realistic.stage_checks import stage_checks
+
+    x, _, part = _crossing_words()
+    votes = np.where(x[:, 0] < 0, 7, 9)
+    halves = np.where(x[:, 1] > 0, 7, 9)  # a partition across the structure
+    rows = stage_checks([("good", votes), ("bad", halves), ("bad again", halves)], x, votes,
+                        mesh=mesh_lib.make_mesh(1))
+    assert np.isclose(rows[0]["silhouette"], silhouette_score(x, votes), atol=1e-4)
+    assert np.isclose(rows[1]["silhouette"], silhouette_score(x, halves), atol=1e-4)
+    assert rows[0]["vote_agreement"] == 1.0 and rows[1]["vote_agreement"] == np.mean(halves == votes)
+    assert rows[1]["vs_previous"] == {"silhouette": "hurt", "vote_agreement": "hurt"}
+    assert rows[2]["vs_previous"] == {"silhouette": "same", "vote_agreement": "same"}

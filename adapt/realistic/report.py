@@ -46,6 +46,30 @@ def _cluster_lines(clusters, labels, partition, class_names) -> list[str]:
     return lines
 
 
+def _stage_lines(info: dict) -> list[str]:
+    """Label-free checks per stage (adapt.realistic.stage_checks) and the K estimate's reliability."""
+    lines = ["## Stages, label-free", ""]
+    ks = info.get("k_search")
+    if ks:
+        lines += [f"K search ({ks.get('search', 'binary')}): best silhouette {ks['best_silhouette']:.3f} at "
+                  f"K = {info.get('k_estimate')}, {'reliable' if ks['reliable'] else 'UNRELIABLE'}; "
+                  f"K used: {info.get('k')} ({info.get('k_source')}).", ""]
+    for c in info.get("realign_checks", []):
+        lines.append(f"- realign rule: {c['step']} silhouette {c['silhouette_before']:.4f} -> "
+                     f"{c['silhouette_after']:.4f}: {'accepted' if c['accepted'] else 'rejected (renamed only)'}")
+    lines += ["", "| stage | silhouette | vote agreement | distinct words | vs previous stage |",
+              "|---|---|---|---|---|"]
+    for r in info.get("stages", []):
+        vs = ", ".join(f"{m} {v}" for m, v in r.get("vs_previous", {}).items()) or "-"
+        if "confident_share_per_epoch" in r:
+            vs += "; confident-teacher share per epoch " + ", ".join(f"{c:.3f}" for c in r["confident_share_per_epoch"])
+        lines.append(f"| {r['stage']} | {r['silhouette']:.4f} | {_pct(r['vote_agreement'])} | "
+                     f"{r['distinct_words']} | {vs} |")
+    return lines + ["", "Silhouette of the stage's partition on the frozen embeddings (higher: tighter "
+                    "clusters) and the share of images whose own zero-shot vote is their word: "
+                    "a stage marked 'hurt' lowered the measure the method itself optimises.", ""]
+
+
 def write_report(path: Path, m: dict, pool_source: str, skipped, clusters, labels, partition,
                  class_names) -> None:
     lines = [f"# Realistic-setting run: {m['method']} (class names unknown)", "",
@@ -78,6 +102,7 @@ def write_report(path: Path, m: dict, pool_source: str, skipped, clusters, label
                   "word and true name (adapt/realistic/metrics.py)."]
     else:
         lines.append("The pool has no labels: no accuracy. Predictions are in `predictions.csv`.")
+    lines += [""] + _stage_lines(m["cvpr"])
     lines += ["", "## Clusters", ""] + _cluster_lines(clusters, labels, partition, class_names)
     lines += ["", "Seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in m["seconds"].items()),
               "", f"## Skipped files ({len(skipped)})", ""]

@@ -3,7 +3,10 @@ tuning loop.
 
 The student is the model's tunable visual side (`adapt.tuning.prompted`, prompt "visual"); the teacher is
 an EMA of it whose decay ramps linearly from 0.999 to 0.9998 over the first 2000 steps. Per batch,
-with p_T = softmax(s * teacher(x_weak) @ T_V^T), y = argmax p_T and m = [max p_T > tau]:
+with p_T = softmax(s * teacher(x_weak) @ T_V^T) (s = `scale`: 100, the official code's constant
+`logits = 100 * x @ classifier`, whatever the model's own logit scale; the port used the model's
+scale, 35 for the offline default model, which flattens p_T over 20,000 words so that max p_T
+almost never passed tau and the confident-teacher share was ~0, issue 28), y = argmax p_T and m = [max p_T > tau]:
     L = w_ins * sum(m * CE(student(x_strong), y)) / max(sum(m), 1) + w_str * mean CE(student(x_strong), s(x)).
 From epoch `warmup_epochs` on, before each epoch, the structural labels s(x) are recomputed from the
 teacher's pool features by `restructure(features) -> s` (Vote-Realign from the offline partition).
@@ -49,17 +52,18 @@ def self_learn(prompted, vocab_weights: jax.Array, structural: np.ndarray,
                lr: float = 1e-3, weight_decay: float = 0.05, tau: float = 0.5, w_ins: float = 1.0,
                w_str: float = 0.25, warmup_epochs: int = 2, augment: str = "weak", key, mesh,
                checkpoint_dir: str | Path | None = None, progress: bool = True, seed: int = 0,
-               min_steps_per_epoch: int = 0):
+               min_steps_per_epoch: int = 0, scale: float | None = None):
     """Runs the self-learning epochs. vocab_weights (|V|, D); structural (n,) vocabulary indices;
     `min_steps_per_epoch`: a floor on optimizer steps an epoch (`adapt.tuning.loop.plan_epochs`: more
     passes over the pool per epoch, the restructuring still once per epoch).
+    `scale`: the logit scale of teacher and student over the vocabulary (None: the model's own).
     Returns (student params, teacher params, history rows, structural labels of the last epoch)."""
     n = len(structural)
     plan = tuning.plan_epochs(n, batch_size, epochs, 0, min_steps_per_epoch)
     sched = optax.cosine_decay_schedule(lr, plan.steps, alpha=1e-3)
     opt = ema_teacher(optax.adamw(sched, weight_decay=weight_decay))
     weights = jnp.asarray(vocab_weights)
-    scale = prompted.scale
+    scale = float(scale) if scale else prompted.scale
 
     def loss_fn(params, b, key):
         kw, ks = jax.random.split(key)

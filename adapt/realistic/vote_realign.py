@@ -9,7 +9,8 @@ With features f (Np, d) (rows sharded along `pool`, padding masked) and word wei
              lower cluster id): the new partition.
 `vote_realign` runs `rounds` of (vote matrix, assignment, realign). The votes do not depend on the
 partition, so they are computed once. The structural label of a row is s(x) = a(partition(x)), a
-vocabulary index.
+vocabulary index. `move=False` (the "keep" realign rule of adapt.realistic.cvpr, not in the paper)
+names the clusters only: one round of vote matrix and assignment, the partition unchanged.
 
 Hungarian on a K x |V| matrix: the words no row voted for are identical all-zero columns, so
 `shrink=True` keeps the voted columns plus the first K unvoted ones; the optimum value is the same,
@@ -101,7 +102,7 @@ def realign(f, mask, assigned):
 
 
 def vote_realign(partition, f, mask, weights, *, k: int | None = None, rounds: int = 3, votes=None,
-                 mesh=None, block: int = 1024, shrink: bool = False) -> Alignment:
+                 mesh=None, block: int = 1024, shrink: bool = False, move: bool = True) -> Alignment:
     """`rounds` rounds of vote matrix -> assignment -> realign from `partition` (Np,) int32 in [0, K).
 
     k: the number of clusters (default: max label + 1 over real rows). votes: precomputed
@@ -114,10 +115,10 @@ def vote_realign(partition, f, mask, weights, *, k: int | None = None, rounds: i
     if rounds < 1:
         raise ValueError("vote_realign needs rounds >= 1")
     history = []
-    for _ in range(rounds):
+    for _ in range(rounds if move else 1):
         counts = to_host(vote_counts(partition, votes, mask, k=int(k), v=weights.shape[0]))
         words = assign_words(vote_matrix(counts), shrink=shrink)
-        new = realign(f, mask, weights[jnp.asarray(words)])
+        new = realign(f, mask, weights[jnp.asarray(words)]) if move else partition
         history.append({"words": words.tolist(),
                         "moved": int(to_host(jnp.sum((new != partition) & mask)))})
         partition = new
@@ -161,8 +162,9 @@ def phrase_scores(hits, cluster, word, weight, sizes, k: int, v: int) -> np.ndar
 
 
 def phrase_realign(f, mask, partition, weights, entries, *, k: int, votes, top: int = 3,
-                   mesh=None, block: int = 1024, shrink: bool = False):
-    """Prompt-step realign -> (Alignment, S (K, |V|)). entries: adapt.realistic.phrases.PhraseEntries."""
+                   mesh=None, block: int = 1024, shrink: bool = False, move: bool = True):
+    """Prompt-step realign -> (Alignment, S (K, |V|)). entries: adapt.realistic.phrases.PhraseEntries.
+    move=False: the words only, the partition unchanged."""
     weights = jnp.asarray(weights, f.dtype)
     counts = to_host(vote_counts(partition, votes, mask, k=int(k), v=weights.shape[0]))
     hits = np.zeros(len(entries.word), np.int64)
@@ -174,7 +176,7 @@ def phrase_realign(f, mask, partition, weights, entries, *, k: int, votes, top: 
     empty = ~s.any(axis=1)
     s[empty] = 1e-6 * vote_matrix(counts)[empty]
     words = assign_words(s, shrink=shrink)
-    new = realign(f, mask, weights[jnp.asarray(words)])
+    new = realign(f, mask, weights[jnp.asarray(words)]) if move else partition
     history = [{"words": words.tolist(), "moved": int(to_host(jnp.sum((new != partition) & mask))),
                 "clusters_without_phrase_score": int(empty.sum())}]
     structural = jnp.where(mask, jnp.asarray(words, jnp.int32)[new], 0)

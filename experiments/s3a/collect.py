@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 ROWS = (("zero_shot_cosine", "zero-shot, cosine"), ("zero_shot_class_map", "zero-shot, class map"),
-        ("s3a_cvr", "S3A steps 1-2 (CVR)"), ("s3a_cvpr", "S3A CVPR"))
+        ("s3a_cvr", "S3A steps 1-2 (CVR)"), ("s3a_cvpr", "S3A CVPR"),
+        ("s3a_self_learning", "S3A + self-learning (student)"),
+        ("s3a_self_learning_teacher", "S3A + self-learning (teacher)"))
 
 
 def pct(v):
@@ -29,6 +31,18 @@ def main(dirs):
                   f"{r['n_distinct_predictions']} | {m['seconds'].get('method', 0):.0f} |")
         print(f"| {Path(d).name} | {k} | | k-means partition (step 1) | | | "
               f"{pct(m.get('kmeans_cluster_accuracy'))} | | | {m['k']} | |")
+    print("\n| run | stage | silhouette | vote agreement | vs previous | confident share per epoch |")
+    print("|---|---|---|---|---|---|")
+    for d in dirs:
+        m = json.loads((Path(d) / "metrics.json").read_text())
+        for r in m["cvpr"].get("stages", []):
+            vs = ", ".join(f"{a} {b}" for a, b in r.get("vs_previous", {}).items())
+            conf = ", ".join(f"{c:.3f}" for c in r.get("confident_share_per_epoch", []))
+            print(f"| {Path(d).name} | {r['stage']} | {r['silhouette']:.4f} | {pct(r['vote_agreement'])} | "
+                  f"{vs} | {conf} |")
+        for c in m["cvpr"].get("realign_checks", []):
+            print(f"| {Path(d).name} | realign rule: {c['step']} | {c['silhouette_before']:.4f} -> "
+                  f"{c['silhouette_after']:.4f} | | {'accepted' if c['accepted'] else 'rejected'} | |")
 
 
 if __name__ == "__main__":
