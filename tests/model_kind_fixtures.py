@@ -83,14 +83,19 @@ def write_pool(root: Path, classes=("red square", "green disc"), n_per_class: in
     return root
 
 
+def embed_on_devices(model, pixels: np.ndarray, n_devices: int) -> np.ndarray:
+    """`encode_images` with the pool axis sharded over the first `n_devices` test devices, weights
+    replicated (checked: the output lies on all of them)."""
+    graphdef, state = nnx.split(model)
+    devices = jax.devices()[:n_devices]
+    mesh = jax.make_mesh((len(devices),), ("pool",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    state = jax.device_put(state, NamedSharding(mesh, P()))
+    out = jax.jit(lambda s, x: nnx.merge(graphdef, s).encode_images(x))(
+        state, jax.device_put(pixels, NamedSharding(mesh, P("pool"))))
+    assert len(out.sharding.device_set) == n_devices
+    return np.asarray(out)
+
+
 def embed_on_1_and_8_devices(model, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`encode_images` with the pool axis on one device and sharded over eight."""
-    graphdef, state = nnx.split(model)
-    fn = jax.jit(lambda s, x: nnx.merge(graphdef, s).encode_images(x))
-    auto = (jax.sharding.AxisType.Auto,)
-    out = []
-    for devices in (jax.devices()[:1], jax.devices()[:8]):
-        mesh = jax.make_mesh((len(devices),), ("pool",), axis_types=auto, devices=devices)
-        s = jax.device_put(state, NamedSharding(mesh, P()))
-        out.append(np.asarray(fn(s, jax.device_put(pixels, NamedSharding(mesh, P("pool"))))))
-    return out[0], out[1]
+    return embed_on_devices(model, pixels, 1), embed_on_devices(model, pixels, 8)

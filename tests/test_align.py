@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 from PIL import Image
 from safetensors.numpy import load_file, save_file
 
@@ -24,7 +22,7 @@ from adapt.models.align_vision import block_specs
 from adapt.models.base import Preprocess
 from adapt.models.clip import jit_call
 from adapt.models.preprocess import to_pixels
-from tests.model_kind_fixtures import write_pool
+from tests.model_kind_fixtures import embed_on_devices, write_pool
 
 torch.set_num_threads(2)
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"a photo of cat dog red square green disc , . ! x".split()]
@@ -105,17 +103,6 @@ def torch_texts(hf, ids, mask):
                                           attention_mask=torch.from_numpy(mask).long()))
 
 
-def on_8_devices(model, pixels):
-    """`encode_images` with the pool axis sharded over the 8 test devices, weights replicated."""
-    mesh = jax.make_mesh((8,), ("pool",), axis_types=(jax.sharding.AxisType.Auto,))
-    graphdef, state = nnx.split(model)
-    state = jax.device_put(state, NamedSharding(mesh, P()))
-    pixels = jax.device_put(pixels, NamedSharding(mesh, P("pool")))
-    out = jax.jit(lambda s, x: nnx.merge(graphdef, s).encode_images(x))(state, pixels)
-    assert len(out.sharding.device_set) == 8
-    return np.asarray(out)
-
-
 def test_tiny_parity_on_1_and_8_devices(tiny):
     path, hf, model = tiny
     specs = block_specs(model.cfg.vision)
@@ -128,7 +115,7 @@ def test_tiny_parity_on_1_and_8_devices(tiny):
     np.testing.assert_allclose(jit_call(model, "encode_images", jnp.asarray(x)), want, atol=1e-5)
     model.vision.depthwise_form = "grouped"  # XLA's grouped convolution (the GPU default), on 8 devices
     try:
-        np.testing.assert_allclose(on_8_devices(model, x), want, atol=1e-5)
+        np.testing.assert_allclose(embed_on_devices(model, x, 8), want, atol=1e-5)
     finally:
         model.vision.depthwise_form = "auto"
     ids, mask = model.tokenize(TEXTS)

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 from PIL import Image
 from safetensors.numpy import load_file, save_file
 
@@ -23,6 +21,7 @@ from adapt.models.clip import jit_call, trainable_filter
 from adapt.models.clip_vision import Prompt
 from adapt.models.siglip import SiglipModel, load_siglip
 from adapt.models.siglip_towers import resize_weights
+from tests.model_kind_fixtures import embed_on_devices
 
 torch.set_num_threads(2)
 KINDS = ("siglip", "siglip2")
@@ -140,17 +139,6 @@ def _image_and_patches(graphdef, state, pixels):
     return model.encode_images(pixels), model.patch_tokens(pixels, (0, -1))
 
 
-def _on_8_devices(model, pixels):
-    """Embeddings with the pool sharded over a mesh of the 8 test devices, weights replicated."""
-    mesh = jax.make_mesh((8,), ("pool",), axis_types=(jax.sharding.AxisType.Auto,))
-    graphdef, state = nnx.split(model)
-    state = jax.device_put(state, NamedSharding(mesh, P()))
-    pixels = jax.device_put(pixels, NamedSharding(mesh, P("pool")))
-    out = jax.jit(lambda s, x: nnx.merge(graphdef, s).encode_images(x))(state, pixels)
-    assert len(out.sharding.device_set) == 8
-    return np.asarray(out)
-
-
 def test_tiny_parity_on_1_and_8_devices(tiny):
     path, hf, model = tiny
     x = pixels_for(model, 8)
@@ -167,7 +155,7 @@ def test_tiny_parity_on_1_and_8_devices(tiny):
             hs = hf.vision_model(pixel_values=torch.from_numpy(p), pixel_attention_mask=torch.from_numpy(mask),
                                  spatial_shapes=torch.from_numpy(spatial), output_hidden_states=True)
     np.testing.assert_allclose(img, want, atol=1e-5)
-    np.testing.assert_allclose(_on_8_devices(model, x), want, atol=1e-5)
+    np.testing.assert_allclose(embed_on_devices(model, x, 8), want, atol=1e-5)
     for got, layer in zip(patches, (1, 2)):
         np.testing.assert_allclose(got, hs.hidden_states[layer].numpy(), atol=1e-5)
     ids = model.tokenize(TEXTS)
