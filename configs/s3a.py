@@ -74,4 +74,6 @@ def get_config(arg: str = ""):
     sl.warmup_epochs = 2  # structural labels fixed to CVPR's before this epoch
     sl.lora_rank = 16
     sl.augment = "weak"  # the student's view (offline cached path: flips only)
+    sl.keep = "auto"  # auto: output the student unless it lowered the partition's silhouette (else CVPR's) | student
+    sl.min_steps_per_epoch = 0  # floor on optimizer steps an epoch (more passes over small pools); 0 = one pass
     return config

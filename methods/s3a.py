@@ -8,7 +8,10 @@ and the pool. The realistic job (adapt.realistic.job) embeds the pool, builds th
 classifier T_V and calls `make(config).run(RealisticInputs)`: CVPR (adapt.realistic.cvpr) names
 each cluster with one word; predictions are vocabulary indices, s(x), the word of the row's final
 cluster. With `self_learning.epochs > 0` a teacher-student stage (adapt.realistic.self_learning)
-tunes the model's visual side on the structural labels over the whole vocabulary.
+tunes the model's visual side on the structural labels over the whole vocabulary. Its student is
+the output only if it did not lower the silhouette of the partition on the frozen embeddings
+(`self_learning.keep = "auto"`, the label-free rule of CVPR's realign; issue 28); else CVPR's
+result is, and report.md says so. `keep = "student"` always outputs the student (the paper).
 
 `closed_setting(inputs, settings)` is CVPR in the closed setting, where the vocabulary is the given
 class names: K = C (or settings.k when a number <= C), no prompt step.
@@ -51,6 +54,11 @@ class SelfLearning:
     augment: str = "weak"
     scale: float = 100.0  # logit scale over the vocabulary (official constant 100); 0 = the model's own
     min_steps_per_epoch: int = 0  # floor on optimizer steps an epoch (extra passes over small pools); 0 = one pass
+    keep: str = "auto"  # auto: the student is the output unless it lowered the partition's silhouette | student
+
+    def __post_init__(self):
+        if self.keep not in ("auto", "student"):
+            raise ValueError(f"self_learning.keep must be auto or student, not {self.keep!r}")
 
 
 def settings_from_config(config) -> Settings:
@@ -143,6 +151,23 @@ def _stages(inputs: RealisticInputs, out: Cvpr, preds: dict, tuned: dict | None)
     return rows
 
 
+def _cvpr_head(inputs: RealisticInputs, out: Cvpr, n: int) -> Head:
+    """CVPR's deployable classifier, one class per cluster named by its word, reproducing the pool's
+    predictions: when the realign moved the images (each is at its nearest assigned word), the frozen
+    model over the K assigned words; when the partition stayed k-means' (realign rule), the nearest
+    centroid of the frozen embeddings, logits = s (x.c_k - |c_k|^2 / 2) (empty clusters never win)."""
+    scale = float(inputs.model.logit_scale)
+    if out.move:
+        return Head(weights=np.asarray(to_host(inputs.weights))[np.asarray(out.words)], scale=scale)
+    x, part = np.asarray(to_host(inputs.x), np.float32)[:n], to_host(out.partition)[:n]
+    sizes = np.bincount(part, minlength=out.k)
+    centroids = np.zeros((out.k, x.shape[1]), np.float32)
+    np.add.at(centroids, part, x)
+    centroids /= np.maximum(sizes, 1)[:, None]
+    bias = np.where(sizes > 0, -0.5 * scale * (centroids ** 2).sum(1), -1e4).astype(np.float32)
+    return Head(weights=centroids, scale=scale, bias=bias)
+
+
 def run_realistic(inputs: RealisticInputs, s: Settings, sl: SelfLearning | None) -> RealisticOutputs:
     """CVPR over the vocabulary, then (sl given) self-learning; predictions by pool row."""
     log = print if inputs.progress else (lambda m: None)
@@ -156,20 +181,25 @@ def run_realistic(inputs: RealisticInputs, s: Settings, sl: SelfLearning | None)
     common = dict(partition=to_host(out.partition)[:n], kmeans_partition=to_host(out.kmeans_partition)[:n],
                   words=words, candidates=out.candidates, k=out.k, k_given=s.k is not None, info=out.info,
                   block=s.block)
-    if sl is None:  # CVPR: the frozen model over the K assigned words
-        out.info["stages"] = _stages(inputs, out, preds, None)
-        head = Head(weights=np.asarray(to_host(inputs.weights))[words], scale=float(inputs.model.logit_scale))
-        return RealisticOutputs(preds, head=head, features=to_host(inputs.x)[:n],
+    cvpr_out = RealisticOutputs(preds, head=_cvpr_head(inputs, out, n), features=to_host(inputs.x)[:n],
                                 class_names=[names[w] for w in words], **common)
+    if sl is None:
+        out.info["stages"] = _stages(inputs, out, preds, None)
+        return cvpr_out
     tuned = _self_learning(inputs, out, sl)
     preds["s3a_self_learning"], preds["s3a_self_learning_teacher"] = tuned["student"], tuned["teacher"]
     out.info["stages"] = _stages(inputs, out, preds, tuned)
     # metrics.json's record: the settings sorted by name (as the config block's to_dict gave them)
     record = dict(sorted(dataclasses.asdict(sl).items()), history=tuned["history"],
                   student="the model's tunable visual side (not the full tower)")
+    if sl.keep == "auto" and out.info["stages"][-1]["vs_previous"]["silhouette"] == "hurt":
+        out.info["output"] = ("CVPR: self-learning lowered the partition's silhouette on the frozen "
+                              "embeddings, so self_learning.keep=auto kept CVPR's result")
+        return cvpr_out._replace(tuning=record)
+    out.info["output"] = "self-learning student"
     return RealisticOutputs(preds, head=tuned["head"], features=tuned["features"], class_names=names,
                             model_params=tuned["model_params"], model_setup=tuned["model_setup"],
-                            tuning=record, **common)
+                            tuning=record, output="s3a_self_learning", **common)
 
 
 def make(config) -> Method:

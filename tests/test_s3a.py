@@ -226,6 +226,17 @@ def _check_results_against_the_written_predictions(run, m):
         _best_match_accuracy(list(z["kmeans_partition"]), truth))
 
 
+def _check_classifier_reproduces_predictions(run, words, n_classes, tuned=False):
+    from adapt.output.artifact import load
+
+    clf = load(run / "classifier")
+    assert len(clf.class_names) == n_classes and bool(clf.params) == tuned
+    rows = (run / "predictions.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1] for row in rows] == words
+    pred, _ = clf.predict([row.split(",")[0] for row in rows])
+    assert [clf.class_names[i] for i in pred] == words
+
+
 def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
     from tests.clip_fixtures import write_tiny_clip
 
@@ -250,8 +261,7 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
     assert len(cands) == 3
     z = np.load(run / "cvpr.npz")
     assert z["structural"].shape == (24,) and len(set(z["words"].tolist())) == 3
-    from adapt.output.artifact import load
-
+    vocab_names = ["red", "green", "blue", "car", "house"]
     # self-learning: student and teacher predictions are scored like CVPR's; the artifact is the
     # tuned student (its visual prompts) over the whole vocabulary and reproduces the predictions
     assert {"s3a_self_learning", "s3a_self_learning_teacher"} <= set(m["results"])
@@ -261,12 +271,20 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
     assert all(set(r["vs_previous"].values()) <= {"improved", "hurt", "same"} for r in stages[1:])
     assert len(stages[-1]["confident_share_per_epoch"]) == 3
     assert "Stages, label-free" in (run / "report.md").read_text()
-    clf = load(run / "classifier")
-    assert len(clf.class_names) == 5 and clf.params and "s3a" in (run / "report.md").read_text()
-    images = [row.split(",")[0] for row in (run / "predictions.csv").read_text().splitlines()[1:]]
-    pred, _ = clf.predict(images)
-    words = [row.split(",")[1] for row in (run / "predictions.csv").read_text().splitlines()[1:]]
-    assert [clf.class_names[i] for i in pred] == words
+    # keep=auto (default): the student lowered the partition's silhouette here, so CVPR's result is
+    # the output: a head over the K assigned words that reproduces CVPR's words
+    assert stages[-1]["vs_previous"]["silhouette"] == "hurt" and m["cvpr"]["output"].startswith("CVPR")
+    assert "kept CVPR's result" in (run / "report.md").read_text()
+    _check_classifier_reproduces_predictions(run, [vocab_names[w] for w in z["structural"]], 3)
+    # keep=student (the paper): the artifact is the tuned student (its visual prompts) over the whole
+    # vocabulary and reproduces the student's predictions
+    assert cli.main(argv + ["--set", "self_learning.epochs=1", "--set", "self_learning.batch_size=8",
+                            "--set", "self_learning.keep=student"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["cvpr"]["output"] == "self-learning student"
+    student = [row.split(",")[1] for row in (run / "predictions.csv").read_text().splitlines()[1:]]
+    assert m["results"]["s3a_self_learning"]["n_distinct_predictions"] == len(set(student))
+    _check_classifier_reproduces_predictions(run, student, 5, tuned=True)
     assert cli.main(argv[:-6] + ["--set", "self_learning.epochs=0",
                                  "--set", "method_args.k=estimate", "--set", "method_args.k_max=3",
                                  "--set", "method_args.search_n_init=1",

@@ -181,7 +181,8 @@ class RealisticOutputs(NamedTuple):
     cluster its top voted words; k, k_given; info: what the method records in metrics.json
     (under `cvpr`); head, features (N, d), class_names, model_params, model_setup: the deployable
     classifier and the view it reads; tuning: its record in metrics.json (None when not tuned);
-    block: rows / words per similarity tile, for the job's baselines over the vocabulary."""
+    block: rows / words per similarity tile, for the job's baselines over the vocabulary; output:
+    the key of `predictions` that the head deploys (predictions.csv's word)."""
 
     predictions: dict
     partition: np.ndarray
@@ -198,6 +199,7 @@ class RealisticOutputs(NamedTuple):
     model_setup: dict | None = None
     tuning: dict | None = None
     block: int = 1024
+    output: str = "s3a_cvpr"
 
 
 CLASSIFY, ANOMALY, REALISTIC = "classify", "anomaly", "realistic"

@@ -134,7 +134,7 @@ def _write_outputs(staged, config, model, pool, kept, vocab, clf, out: Realistic
                   embed_batch=config.embed.batch_size, extra_tensors=out.model_params,
                   model_setup=out.model_setup)
     write_predictions(staged / "predictions.csv", [pool.location(int(i)) for i in kept],
-                      preds, out.partition, out.head.probs(out.features), vocab.names)
+                      preds, out.partition, out.head.probs(out.features), vocab.names, out.output)
     np.savez(staged / "cvpr.npz", pool_index=kept, kmeans_partition=out.kmeans_partition,
              partition=out.partition, words=out.words, structural=preds["s3a_cvpr"],
              votes=preds["zero_shot_cosine"], vocabulary_key=clf.key)

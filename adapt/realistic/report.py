@@ -10,15 +10,18 @@ from adapt.output.report import printable
 
 ROWS = (("zero_shot_cosine", "zero-shot over the vocabulary (cosine)"),
         ("zero_shot_class_map", "zero-shot over the vocabulary (model's class map)"),
-        ("s3a_cvr", "S3A steps 1-2 (Cluster-Vote-Realign)"), ("s3a_cvpr", "**S3A CVPR**"))
+        ("s3a_cvr", "S3A steps 1-2 (Cluster-Vote-Realign)"), ("s3a_cvpr", "S3A CVPR"),
+        ("s3a_self_learning", "S3A + self-learning (student)"),
+        ("s3a_self_learning_teacher", "S3A + self-learning (teacher)"))
 
 
-def write_predictions(path: Path, item_ids, preds: dict, partition, probs, vocab_names) -> None:
+def write_predictions(path: Path, item_ids, preds: dict, partition, probs, vocab_names,
+                      output: str = "s3a_cvpr") -> None:
     """One row per embedded pool item: CVPR's word and index, its cluster and confidence (softmax
-    over the K assigned words), and the cosine zero-shot word over the whole vocabulary. After
-    self-learning: the student's word and its confidence over the whole vocabulary instead."""
-    tuned = "s3a_self_learning" in preds
-    ours, zs = preds["s3a_self_learning" if tuned else "s3a_cvpr"], preds["zero_shot_cosine"]
+    over the K assigned words), and the cosine zero-shot word over the whole vocabulary. When the
+    output is the self-learning student: its word and its confidence over the whole vocabulary."""
+    tuned = output != "s3a_cvpr"
+    ours, zs = preds[output], preds["zero_shot_cosine"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "predicted_word", "vocabulary_index", "cluster", "confidence",
@@ -78,7 +81,8 @@ def write_report(path: Path, m: dict, pool_source: str, skipped, clusters, label
              f"- vocabulary: {m['vocabulary_size']} names, {m['vocabulary']}; templates "
              f"{m['vocabulary_templates']}",
              f"- K = {m['k']} clusters, {m['k_assumption']}",
-             f"- prompt step: {m['cvpr'].get('prompt_step')}", "", "## Numbers", ""]
+             f"- prompt step: {m['cvpr'].get('prompt_step')}",
+             f"- output (classifier/, predictions.csv): {m['cvpr'].get('output', 'CVPR')}", "", "## Numbers", ""]
     results = m.get("results")
     if results:
         lines += ["Class names (evaluation only) and their vocabulary entries:", ""]

@@ -76,7 +76,8 @@ def self_learn(prompted, vocab_weights: jax.Array, structural: np.ndarray,
         ins = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         st = optax.softmax_cross_entropy_with_integer_labels(logits, b["s"])
         loss = w_ins * jnp.sum(ins * m) / jnp.maximum(m.sum(), 1.0) + w_str * jnp.sum(st * mask) / mask.sum()
-        return loss, {"confident_fraction": m.sum() / mask.sum()}
+        fits = ((logits.argmax(-1) == b["s"]) * mask).sum() / mask.sum()  # the student reproduces s(x)
+        return loss, {"confident_fraction": m.sum() / mask.sum(), "structural_fit": fits}
 
     student = prompted.init(seed)
     params = {"student": student, "teacher": jax.tree.map(jnp.copy, student)}
@@ -93,5 +94,6 @@ def self_learn(prompted, vocab_weights: jax.Array, structural: np.ndarray,
         if progress:
             h = history[-1]
             print(f"self-learning epoch {epoch + 1}/{epochs}: loss {h['loss']:.4f}, "
-                  f"confident {h['confident_fraction']:.3f}, {h['images_per_s']:.0f} img/s", flush=True)
+                  f"confident {h['confident_fraction']:.3f}, fits s(x) {h['structural_fit']:.3f}, "
+                  f"{h['images_per_s']:.0f} img/s", flush=True)
     return params["student"], params["teacher"], history, s
