@@ -63,17 +63,17 @@ def get_config(arg: str = ""):
     # VPT tokens), not the full tower of the official code: a declared, labelled variant.
     config.self_learning = ml_collections.ConfigDict()
     sl = config.self_learning
-    sl.epochs = 10  # 0 = CVPR only (official: 30)
+    sl.epochs = 30  # 0 = CVPR only (official: 30)
     sl.batch_size = 128
     sl.lr = 1e-3  # AdamW, per-step cosine; official 2e-5 x batch/256 is for full-tower fine-tuning
     sl.weight_decay = 0.05
     sl.tau = 0.5  # teacher confidence threshold
     sl.scale = 100.0  # logit scale of teacher/student over the vocabulary (official: 100); 0 = the model's own
-    sl.w_ins = 1.0
+    sl.w_ins = 0.0  # official 1.0; 0: the confident teacher's words are the weak zero-shot argmax (issue 28)
     sl.w_str = 0.25
     sl.warmup_epochs = 2  # structural labels fixed to CVPR's before this epoch
     sl.lora_rank = 16
     sl.augment = "weak"  # the student's view (offline cached path: flips only)
     sl.keep = "auto"  # auto: output the student unless it lowered the partition's silhouette (else CVPR's) | student
-    sl.min_steps_per_epoch = 0  # floor on optimizer steps an epoch (more passes over small pools); 0 = one pass
+    sl.min_steps_per_epoch = 50  # floor on optimizer steps an epoch (more passes over pools under 6,400 images)
     return config

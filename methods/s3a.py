@@ -42,18 +42,18 @@ DESCRIPTION = "S3A CVPR: k-means clusters aligned one-to-one with words of a bro
 class SelfLearning:
     """The config's `self_learning` block (configs/s3a.py documents each field); epochs 0 = CVPR only."""
 
-    epochs: int = 10
+    epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.05
     tau: float = 0.5
-    w_ins: float = 1.0
+    w_ins: float = 0.0
     w_str: float = 0.25
     warmup_epochs: int = 2
     lora_rank: int = 16
     augment: str = "weak"
     scale: float = 100.0  # logit scale over the vocabulary (official constant 100); 0 = the model's own
-    min_steps_per_epoch: int = 0  # floor on optimizer steps an epoch (extra passes over small pools); 0 = one pass
+    min_steps_per_epoch: int = 50  # floor on optimizer steps an epoch (extra passes over small pools); 0 = one pass
     keep: str = "auto"  # auto: the student is the output unless it lowered the partition's silhouette | student
 
     def __post_init__(self):

@@ -249,8 +249,10 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
             "--set", f"pool.path={tmp_path / 'pool'}", "--set", f"model.path={clip}",
             "--set", f"embed.cache_dir={tmp_path / 'cache'}", "--set", f"vocabulary.file={vocab}",
             "--set", "method_args.k=3", "--set", "method_args.n_init=2", "--set", "prompts.templates=['a photo of a {}.']"]
-    assert cli.main(argv + ["--set", "self_learning.epochs=3", "--set", "self_learning.batch_size=8",
-                            "--set", "self_learning.warmup_epochs=1"]) == 0
+    tuning = ["--set", "self_learning.batch_size=8", "--set", "self_learning.min_steps_per_epoch=0"]
+    # a destructive learning rate: the student is bound to lower the partition's silhouette
+    assert cli.main(argv + tuning + ["--set", "self_learning.epochs=3", "--set", "self_learning.warmup_epochs=1",
+                                     "--set", "self_learning.lr=3.0"]) == 0
     run = tmp_path / "run"
     m = json.loads((run / "metrics.json").read_text())
     assert m["k"] == 3 and m["k_given"] and m["vocabulary_size"] == 5
@@ -271,15 +273,14 @@ def test_s3a_job_end_to_end_on_a_tiny_clip(tmp_path):
     assert all(set(r["vs_previous"].values()) <= {"improved", "hurt", "same"} for r in stages[1:])
     assert len(stages[-1]["confident_share_per_epoch"]) == 3
     assert "Stages, label-free" in (run / "report.md").read_text()
-    # keep=auto (default): the student lowered the partition's silhouette here, so CVPR's result is
-    # the output: a head over the K assigned words that reproduces CVPR's words
+    # keep=auto (default): the student lowered the partition's silhouette, so CVPR's result is the
+    # output: a head over the K clusters, named by their words, that reproduces CVPR's words
     assert stages[-1]["vs_previous"]["silhouette"] == "hurt" and m["cvpr"]["output"].startswith("CVPR")
     assert "kept CVPR's result" in (run / "report.md").read_text()
     _check_classifier_reproduces_predictions(run, [vocab_names[w] for w in z["structural"]], 3)
     # keep=student (the paper): the artifact is the tuned student (its visual prompts) over the whole
     # vocabulary and reproduces the student's predictions
-    assert cli.main(argv + ["--set", "self_learning.epochs=1", "--set", "self_learning.batch_size=8",
-                            "--set", "self_learning.keep=student"]) == 0
+    assert cli.main(argv + tuning + ["--set", "self_learning.epochs=1", "--set", "self_learning.keep=student"]) == 0
     m = json.loads((run / "metrics.json").read_text())
     assert m["cvpr"]["output"] == "self-learning student"
     student = [row.split(",")[1] for row in (run / "predictions.csv").read_text().splitlines()[1:]]
