@@ -57,10 +57,12 @@ def get_config(arg: str = ""):
     a.block = 1024  # rows / words per similarity tile
     a.shrink = False  # Hungarian on voted columns only (equal optimum; faster for huge vocabularies)
     a.realign = "auto"  # auto (accept a realign only if the partition's silhouette does not drop) | words (paper) | keep
-    # Self-learning (adapt/realistic/self_learning.py): EMA teacher, student on confident teacher labels plus
-    # the structural labels, over the whole vocabulary. The student is the model's tunable visual
-    # side (offline default: head BN affine + LoRA of the head conv on cached head inputs; CLIP:
-    # VPT tokens), not the full tower of the official code: a declared, labelled variant.
+    # Self-learning (adapt/realistic/self_learning.py): EMA teacher, student on the structural labels
+    # (plus confident teacher labels when w_ins > 0, the paper's 1.0), over the whole vocabulary.
+    # Epochs, step floor and w_ins were chosen on a held-out pool (experiments/s3a/README.md section 5).
+    # The student is the model's tunable visual side (offline default: head BN affine + LoRA of the
+    # head conv on cached head inputs; CLIP: VPT tokens), not the full tower of the official code:
+    # a declared, labelled variant.
     config.self_learning = ml_collections.ConfigDict()
     sl = config.self_learning
     sl.epochs = 30  # 0 = CVPR only (official: 30)
