@@ -12,17 +12,12 @@ def _unit_rows(a):
 
 
 def _keep_top(values, k, n_pool):
-    """Each row keeps its top k after skipping rank 1 (prototype rows, from n_pool on, keep 9k),
-    less the entries equal to rank 1's value or to the first left-out value (ours: exact ties kept
-    or dropped together, free of the pool order; without ties the official list)."""
+    """Each row keeps its top k after skipping rank 1 (prototype rows, from n_pool on, keep 9k)."""
     kept = np.zeros_like(values)
     order = np.argsort(-values, axis=1, kind="stable")
     for r in range(values.shape[0]):
         m = k if r < n_pool else 9 * k
-        ranked = values[r, order[r]]
         cols = order[r, 1:m + 1]
-        out = ranked[m + 1] if m + 1 < ranked.size else -np.inf
-        cols = cols[(values[r, cols] != ranked[0]) & (values[r, cols] != out)]
         kept[r, cols] = values[r, cols]
     return kept
 
