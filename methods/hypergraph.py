@@ -17,13 +17,15 @@ F = (1 - alpha)(I - alpha S)^-1 Y ranks the classes. `propagations` = P applies 
 official loop does (20 times), or at most P times under a label-free `stop` rule
 (adapt/graph/stopping.py); we keep that iterate, never the best one by accuracy (an oracle).
 
-Ties (issue 19): every kNN list gives equal values to the lower node id, as the official stable
-sorts do, so exactly tied nodes (duplicate images; on small pools a refined prototype equal to its
-one pool row, or two prototypes refined on the same rows) must tie bitwise. Deviations, for that
-and for results equal on any device count: the CCA moments are float64 sums on the host, and a
-prototype's mean is an order-free sum taken after the projection (adapt/graph/cca.py). Duplicates
-still take roles by pool index (the lower one ranks first), so a permutation that swaps two equal
-images may move their scores. Pools under MIN_POOL_ROWS rows are padded to it (masked rows)."""
+Ties (issue 19), deviations from the official code: exactly tied nodes (duplicate images; on small
+pools a refined prototype equal to its one pool row, or two prototypes refined on the same rows)
+must tie bitwise, so the CCA moments are float64 sums on the host and a prototype's mean is an
+order-free sum taken after the projection (adapt/graph/cca.py); and a kNN list skips rank 1 as the
+official one does but also drops the pool rows tied with rank 1 or with the first left-out entry
+(`graph_hyper.untied`), where the official stable sort would pick by pool index (tied prototypes
+keep the official rule: their ids are the class order). Results are then the same on any device
+count and in any pool order; without ties the lists are the official ones.
+Pools under MIN_POOL_ROWS rows are padded to it (masked rows)."""
 from __future__ import annotations
 
 import dataclasses
@@ -111,12 +113,14 @@ def list_widths(k: int, nodes: int) -> tuple[int, int]:
 @functools.partial(jax.jit, static_argnames=("k", "k_proto", "start", "c", "mesh", "block"))
 def view_kernel_lists(x, node_mask, median, k, k_proto, start, c, mesh, block):
     """Per-view Gaussian kNN lists: each row's top k after skipping rank 1 (itself), prototypes
-    k_proto (9k, `list_widths`)."""
-    s, ids = blocked_knn(x, x, k + 1, block=block, key_mask=node_mask, mesh=mesh)
+    k_proto (9k, `list_widths`); equal pool rows kept or dropped together (graph_hyper.untied)."""
+    fetch = lambda w: min(w + 2, x.shape[0])  # noqa: E731
+    s, ids = graph_hyper.untied(*blocked_knn(x, x, fetch(k), block=block, key_mask=node_mask, mesh=mesh), k, start)
     pq = graph_hyper._proto_queries(start + jnp.arange(c, dtype=jnp.int32), mesh)
-    ps, pids = blocked_knn(x[pq], x, k_proto + 1, block=block, key_mask=node_mask, mesh=mesh)
+    pv, pi = blocked_knn(x[pq], x, fetch(k_proto), block=block, key_mask=node_mask, mesh=mesh)
+    ps, pids = graph_hyper.untied(pv[:c], pi[:c], k_proto, start)
     val, pval = graph_hyper.kernel(s, median), graph_hyper.kernel(ps, median)
-    return graph_hyper.kept_lists(val[:, 1:], ids[:, 1:], pval[:c, 1:], pids[:c, 1:], node_mask, start, c)
+    return graph_hyper.kept_lists(val, ids, pval, pids, node_mask, start, c)
 
 
 def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top=500,

@@ -31,6 +31,16 @@ def pool(n, duplicates, seed=3):
     return unit(x), unit(centres)
 
 
+def order_keeping_permutation(x, seed):
+    """A random permutation of the rows of x that keeps equal rows in their original order (how
+    tests/test_small_pools.py permutes: kNN ties by index then keep their roles)."""
+    perm = np.random.default_rng(seed).permutation(len(x))
+    _, group = np.unique(x, axis=0, return_inverse=True)
+    for g in np.unique(group):
+        perm[np.flatnonzero(group[perm] == g)] = np.flatnonzero(group == g)
+    return perm
+
+
 def recorded_run(x, t, mesh):
     """The run's outputs and its node embeddings (embed_nodes wrapped, not changed)."""
     seen = []
@@ -55,7 +65,7 @@ def main():
         for n in (2, 5, 8, 20, 60, 200):
             x, t = pool(n, duplicates)
             a, b = th._sweep_run(x, t, one), th._sweep_run(x, t, eight)
-            keep = th._order_keeping_permutation(x, seed=n)
+            keep = order_keeping_permutation(x, seed=n)
             plain = np.random.default_rng(n).permutation(n)
             pk, pp = th._sweep_run(x[keep], t, eight), th._sweep_run(x[plain], t, eight)
             print(f"| N = {n}, {'duplicates' if duplicates else 'distinct'} | {_compare(b, a)} | "
