@@ -95,8 +95,9 @@ def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
             for v, p in zip(views, protos)]
     means, projs, lam, *_ = graph_cca.multiview_cca(views, mask, cca_floor)
     pad = mesh_lib.padded_size(np_rows + c, mesh) - np_rows - c
-    nodes = graph_cca.project_nodes(tuple(views), tuple(rows), count, tuple(jnp.asarray(m, jnp.float32) for m in means),
-                   tuple(jnp.asarray(w) for w in projs), mask, pad=pad, mesh=mesh)
+    nodes = graph_cca.project_nodes(tuple(views), tuple(rows), count,
+                                    tuple(jnp.asarray(m, jnp.float32) for m in means),
+                                    tuple(jnp.asarray(w) for w in projs), mask, pad=pad, mesh=mesh)
     node_mask = np.concatenate([to_host(mask), np.ones(c, bool), np.zeros(pad, bool)])
     nodes = jax.device_put(nodes, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, mesh_lib.POOL)))
     node_mask = jax.device_put(node_mask, mesh_lib.pool_sharding(mesh))

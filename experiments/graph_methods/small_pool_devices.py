@@ -1,9 +1,9 @@
 """The hypergraph on tiny pools, 1 vs 8 devices and permuted pools (issue 19, README section 1e,
 "eighth session"): the sweep pools of tests/test_hypergraph.py (C = 4, class 3 empty, D = 8,
 embedding + text view, `cca_floor=0`), with and without the duplicated last third, on 1 and 8
-devices, under an order-keeping permutation (equal rows keep their order: the test's) and under a
-plain permutation; and at N = 20 how far the two device counts' node embeddings lie apart while
-their inner products (all that the graph reads) agree.
+devices, under an order-keeping permutation (equal rows keep their order, as
+tests/test_small_pools.py permutes) and under a plain permutation; and at N = 20 how far the two
+device counts' node embeddings lie apart while their inner products (all the graph reads) agree.
 
     PYTHONPATH=. python experiments/graph_methods/small_pool_devices.py
 """
