@@ -15,7 +15,17 @@ prototypes join the pool as nodes. The graph fuses per-view Gaussian kNN graphs 
 agreement) with the hypergraph of cross-view kNN hyperedges (double z-scored), and propagation
 F = (1 - alpha)(I - alpha S)^-1 Y ranks the classes. `propagations` = P applies it P times, as the
 official loop does (20 times), or at most P times under a label-free `stop` rule
-(adapt/graph/stopping.py); we keep that iterate, never the best one by accuracy (an oracle)."""
+(adapt/graph/stopping.py); we keep that iterate, never the best one by accuracy (an oracle).
+
+Ties (issue 19), deviations from the official code: exactly tied nodes (duplicate images; on small
+pools a refined prototype equal to its one pool row, or two prototypes refined on the same rows)
+must tie bitwise, so the CCA moments are float64 sums on the host and a prototype's mean is an
+order-free sum taken after the projection (adapt/graph/cca.py); and a kNN list skips rank 1 as the
+official one does but also drops the pool rows tied with rank 1 or with the first left-out entry
+(`graph_hyper.untied`), where the official stable sort would pick by pool index (tied prototypes
+keep the official rule: their ids are the class order). Results are then the same on any device
+count and in any pool order; without ties the lists are the official ones.
+Pools under MIN_POOL_ROWS rows are padded to it (masked rows)."""
 from __future__ import annotations
 
 import dataclasses
@@ -38,6 +48,7 @@ from adapt.graph.knn import blocked_knn
 
 DESCRIPTION = "TMV-HLP-style multi-view hypergraph label propagation (P propagations or a stopping rule)"
 HYPER_SHARE = 0.75  # W = 0.25 cW + 0.75 S_hyp
+MIN_POOL_ROWS = 256  # smaller pools are padded (masked rows) to this: one compilation per mesh for all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,22 +76,6 @@ class Settings:
         check_choice("stop", self.stop, stopping.RULES)
 
 
-def _unit(a):
-    return a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-
-
-@functools.partial(jax.jit, static_argnames=("pad",))
-def _nodes(views, protos, means, projs, mask, *, pad):
-    """(V, N'p, r): each view's pool rows and prototypes projected, row-normalised, padded."""
-    pool = [_unit((v - m) @ w) * mask[:, None] for v, m, w in zip(views, means, projs)]
-    own = [None if p is None else (p - m) @ w for p, m, w in zip(protos, means, projs)]
-    known = [p for p in own if p is not None]
-    shared = sum(known) / len(known)
-    rows = [jnp.concatenate([e, _unit(shared if p is None else p), jnp.zeros((pad, e.shape[1]), e.dtype)])
-            for e, p in zip(pool, own)]
-    return jnp.stack(rows)
-
-
 def refine_count(refine_top: int, n: int, c: int) -> int:
     """T of the prototype refinement: min(refine_top, max(1, N // C)). The official T = 500 comes
     from AwA (N = 6,180, C = 10: 618 images per class) and is unchanged there and on Fashion-MNIST
@@ -96,12 +91,13 @@ def embed_nodes(views, protos, mask, mesh, *, refine_top=500, cca_floor=1e-4):
     np_rows, c = views[0].shape[0], next(p for p in protos if p is not None).shape[0]
     count = jnp.asarray(refine_count(int(refine_top), int(to_host(mask).sum()), c), jnp.int32)
     top = min(int(refine_top), np_rows)  # static: the same compilation for every pool of this shape
-    protos = [None if p is None else graph_cca.refine_prototypes(v, mask, jnp.asarray(p), top=top, count=count)
-              for v, p in zip(views, protos)]
+    rows = [None if p is None else graph_cca.refine_rows(v, mask, jnp.asarray(p), top=top)
+            for v, p in zip(views, protos)]
     means, projs, lam, *_ = graph_cca.multiview_cca(views, mask, cca_floor)
     pad = mesh_lib.padded_size(np_rows + c, mesh) - np_rows - c
-    nodes = _nodes(tuple(views), tuple(protos), tuple(jnp.asarray(m, jnp.float32) for m in means),
-                   tuple(jnp.asarray(w) for w in projs), mask, pad=pad)
+    nodes = graph_cca.project_nodes(tuple(views), tuple(rows), count,
+                                    tuple(jnp.asarray(m, jnp.float32) for m in means),
+                                    tuple(jnp.asarray(w) for w in projs), mask, pad=pad, mesh=mesh)
     node_mask = np.concatenate([to_host(mask), np.ones(c, bool), np.zeros(pad, bool)])
     nodes = jax.device_put(nodes, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, mesh_lib.POOL)))
     node_mask = jax.device_put(node_mask, mesh_lib.pool_sharding(mesh))
@@ -118,12 +114,14 @@ def list_widths(k: int, nodes: int) -> tuple[int, int]:
 @functools.partial(jax.jit, static_argnames=("k", "k_proto", "start", "c", "mesh", "block"))
 def view_kernel_lists(x, node_mask, median, k, k_proto, start, c, mesh, block):
     """Per-view Gaussian kNN lists: each row's top k after skipping rank 1 (itself), prototypes
-    k_proto (9k, `list_widths`)."""
-    s, ids = blocked_knn(x, x, k + 1, block=block, key_mask=node_mask, mesh=mesh)
+    k_proto (9k, `list_widths`); equal pool rows kept or dropped together (graph_hyper.untied)."""
+    fetch = lambda w: min(w + 2, x.shape[0])  # noqa: E731
+    s, ids = graph_hyper.untied(*blocked_knn(x, x, fetch(k), block=block, key_mask=node_mask, mesh=mesh), k, start)
     pq = graph_hyper._proto_queries(start + jnp.arange(c, dtype=jnp.int32), mesh)
-    ps, pids = blocked_knn(x[pq], x, k_proto + 1, block=block, key_mask=node_mask, mesh=mesh)
+    pv, pi = blocked_knn(x[pq], x, fetch(k_proto), block=block, key_mask=node_mask, mesh=mesh)
+    ps, pids = graph_hyper.untied(pv[:c], pi[:c], k_proto, start)
     val, pval = graph_hyper.kernel(s, median), graph_hyper.kernel(ps, median)
-    return graph_hyper.kept_lists(val[:, 1:], ids[:, 1:], pval[:c, 1:], pids[:c, 1:], node_mask, start, c)
+    return graph_hyper.kept_lists(val, ids, pval, pids, node_mask, start, c)
 
 
 def tmv_hlp(views, protos, mask, mesh, *, k=10, alpha=0.35, tol=1e-6, refine_top=500,
@@ -234,6 +232,7 @@ def make(config) -> Method:
     s = parse_method_args(Settings, config.method_args, "hypergraph")
 
     def run(inputs: MethodInputs) -> MethodOutputs:
+        inputs = graph_outputs.padded_inputs(inputs, MIN_POOL_ROWS)
         n = int(to_host(inputs.mask).sum())
         names, centered, x, mean, z, f, info = pool_scores(s, inputs)
         probs_dev = graph_outputs.row_normalize(z)

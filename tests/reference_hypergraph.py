@@ -12,12 +12,19 @@ def _unit_rows(a):
 
 
 def _keep_top(values, k, n_pool):
-    """Each row keeps its top k after skipping rank 1 (prototype rows, from n_pool on, keep 9k)."""
+    """Each row keeps its top k after skipping rank 1 (prototype rows, from n_pool on, keep 9k),
+    less the pool rows (columns < n_pool) equal to rank 1's value or to the first left-out value
+    (ours: equal pool rows kept or dropped together, free of the pool order; without ties the
+    official list)."""
     kept = np.zeros_like(values)
     order = np.argsort(-values, axis=1, kind="stable")
     for r in range(values.shape[0]):
         m = k if r < n_pool else 9 * k
+        ranked = values[r, order[r]]
         cols = order[r, 1:m + 1]
+        out = ranked[m + 1] if m + 1 < ranked.size else -np.inf
+        tied = (values[r, cols] == ranked[0]) | (values[r, cols] == out)
+        cols = cols[~(tied & (cols < n_pool))]
         kept[r, cols] = values[r, cols]
     return kept
 

@@ -1,10 +1,13 @@
 """Multi-view embedding for TMV-HLP (spec label_propagation.md B, step 0 and the view weights).
 
-- `refine_prototypes`: each class prototype of a view becomes the mean of its top-T most
-  cosine-similar pool rows in that view (the official self-training step, T = 500).
+- `refine_rows`, `mean_of_rows`: each class prototype of a view becomes the mean of its top-T most
+  cosine-similar pool rows in that view (the official self-training step, T = 500); the mean is an
+  order-free sum, taken after the CCA projection (linear) in `project_nodes`, which embeds the pool
+  rows and the prototypes as the graph's nodes.
 - `multiview_cca`: C_all w = lambda C_diag w over the concatenated, centred views (1e-4 I added to
   each view's diagonal block of both), solved via the Cholesky factor of C_diag and a symmetric
-  eigh (JAX has no generalized eigh; the (d, d) eigenproblem runs on the host in float64). View i is
+  eigh (JAX has no generalized eigh; the (d, d) eigenproblem runs on the host in float64, and so do
+  the pool moments, so that the device count and the row order move them by ~1e-16 only). View i is
   embedded as v_i W_i diag(lambda^4). Directions with lambda^4 below `floor` times the largest are
   dropped (their share of any squared distance is below floor^2; the official code keeps all).
 - `view_agreement_weights`: PG_i from the per-node agreement t = 1/|x^i - x^j| > 1/sqrt(2).
@@ -19,45 +22,63 @@ import numpy as np
 import scipy.linalg
 from jax import lax
 
+from adapt.core import mesh as mesh_lib
 from adapt.core.distributed import to_host
 
 CCA_REG = 1e-4
+NODE_DIM_MULTIPLE = 16  # node width r padded up to this: a few kept directions more or less, one compile
 
 
 @functools.partial(jax.jit, static_argnames=("top",))
-def refine_prototypes(view, mask, protos, *, top, count=None):
-    """view (Np, d), protos (C, d) -> (C, d): mean of the `top` pool rows most cosine-similar to
-    each prototype (padding rows never chosen); with `count` (a traced int <= top), of the first
-    `count` of them (one compilation for every count)."""
+def refine_rows(view, mask, protos, *, top):
+    """view (Np, d), protos (C, d) -> (C, top) int32: the ids of the `top` pool rows most
+    cosine-similar to each prototype, best first (padding rows never chosen; equal cosines go to
+    the lower row id)."""
     unit = lambda a: a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
     cos = jnp.where(mask[None, :], unit(protos) @ unit(view).T, -jnp.inf)
-    _, rows = lax.top_k(cos, top)
-    if count is None:
-        return view[rows].mean(axis=1)
-    keep = (jnp.arange(top) < count).astype(view.dtype)
-    return jnp.einsum("ctd,t->cd", view[rows], keep) / count.astype(view.dtype)
+    return lax.top_k(cos, top)[1]
 
 
-@jax.jit
-def _moments(views, mask):
-    """Pool mean (d,) and covariance (d, d) of the concatenated views, over real rows (ddof 1)."""
-    x = jnp.concatenate(views, axis=1)
-    w = mask.astype(x.dtype)[:, None]
-    n = w.sum()
-    mean = jnp.sum(w * x, axis=0) / n
-    xc = (x - mean) * w
-    return mean, lax.dot_general(xc, xc, (((0,), (0,)), ((), ())),
-                                 precision=lax.Precision.HIGHEST) / (n - 1.0)
+@functools.partial(jax.jit, static_argnames=("mesh",))
+def mean_of_rows(x, rows, count, mesh=None):
+    """x (Np, r), rows (C, top) from `refine_rows`, count a traced int <= top -> (C, r): the mean of
+    x over the first `count` ids of each list. The sum is `mesh.pool_sum` (correctly rounded, so
+    free of the rows' order): prototypes that select the same rows come out bitwise equal, and a
+    prototype of one row (count 1) is that row's own bits, whatever the device count or the pool
+    order. Unequal rounding there made such exactly tied nodes swap places in the kNN lists.
+    mesh: the gathered rows (C x top, small) are kept whole on every device of it."""
+    keep = (jnp.arange(rows.shape[1]) < count).astype(x.dtype)
+    picked = x[rows.T] * keep[:, None, None]  # (top, C, r)
+    if mesh is not None:
+        picked = lax.with_sharding_constraint(picked, mesh_lib.replicated(mesh))
+    return mesh_lib.pool_sum(picked) / count.astype(x.dtype)
+
+
+def _moments(views, mask, chunk=8192):
+    """Pool mean (d,) and covariance (d, d) of the concatenated views over real rows (ddof 1), in
+    float64 on the host (rows gathered, products summed in chunks of `chunk` rows). A float32
+    covariance reduced on the devices changes by ~1e-7 with the device count and the row order, and
+    the regularised CCA magnifies that ~100-fold where a view direction has little variance (node
+    Gram matrices 5e-5 apart at N = 20, README 1e, eighth session); in float64 the change is ~1e-16."""
+    rows = np.flatnonzero(to_host(mask))
+    parts = [to_host(v)[rows] for v in views]
+    n = rows.size
+    mean = np.concatenate([p.sum(0, dtype=np.float64) for p in parts]) / n
+    cov = np.zeros((mean.size, mean.size))
+    for a in range(0, n, chunk):
+        xc = np.concatenate([p[a:a + chunk] for p in parts], axis=1).astype(np.float64) - mean
+        cov += xc.T @ xc
+    return mean, cov / max(n - 1, 1)
 
 
 def multiview_cca(views, mask, floor=1e-4):
     """views: list of (Np, d_i) arrays (pool rows, padding masked by mask (Np,)).
 
     Returns (means: list of (d_i,), projections: list of (d_i, r) float32 already scaled by
-    lambda^4, eigenvalues (r,) float64, cov_all, cov_diag (float64, for tests))."""
+    lambda^4, then zero columns up to a multiple of NODE_DIM_MULTIPLE; eigenvalues (kept,)
+    float64, cov_all, cov_diag (float64, for tests))."""
     dims = [int(v.shape[1]) for v in views]
-    mean, cov = _moments(tuple(jnp.asarray(v) for v in views), jnp.asarray(mask))
-    cov = to_host(cov).astype(np.float64)
+    mean, cov = _moments(views, mask)
     cuts = np.cumsum([0] + dims)
     cov_all = cov.copy()
     cov_diag = np.zeros_like(cov)
@@ -73,10 +94,31 @@ def multiview_cca(views, mask, floor=1e-4):
     weight = np.maximum(lam, 0.0) ** 4
     keep = weight >= floor * weight.max()
     proj = w[:, keep] * weight[keep]
-    mean = to_host(mean)
+    proj = np.pad(proj, ((0, 0), (0, -proj.shape[1] % NODE_DIM_MULTIPLE)))  # zero columns: same distances
     means = [np.asarray(mean[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
     projs = [proj[a:b].astype(np.float32) for a, b in zip(cuts[:-1], cuts[1:])]
     return means, projs, lam[keep], cov_all, cov_diag, w[:, keep]
+
+
+@functools.partial(jax.jit, static_argnames=("pad", "mesh"))
+def project_nodes(views, rows, count, means, projs, mask, *, pad, mesh):
+    """views: V pool views (Np, d_i); rows: per view the (C, top) lists of `refine_rows` or None;
+    means, projs: of `multiview_cca`. Returns the nodes (V, Np + C + pad, r): pool rows, then the
+    C prototypes, then `pad` zero rows, projected and row-normalised (padding rows zero).
+
+    A prototype is the mean of its first `count` rows taken after the projection ((mean - m) W =
+    mean((v - m) W)), so a prototype that equals a pool node (count 1) or another prototype (the same
+    rows) has exactly its bits and ties with it in the kNN lists whatever the rounding; views
+    without prototypes take the mean of the others' projected prototypes (the official rule)."""
+    pool = [(v - m) @ w for v, m, w in zip(views, means, projs)]
+    own = [None if r is None else mean_of_rows(e, r, count, mesh) for e, r in zip(pool, rows)]
+    known = [p for p in own if p is not None]
+    shared = sum(known) / len(known)
+    keep = jnp.concatenate([mask, jnp.ones(known[0].shape[0], bool), jnp.zeros(pad, bool)])
+    out = [jnp.concatenate([e, shared if p is None else p, jnp.zeros((pad, e.shape[1]), e.dtype)])
+           for e, p in zip(pool, own)]
+    unit = [e / jnp.maximum(jnp.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in out]
+    return jnp.stack([e * keep[:, None] for e in unit])
 
 
 @jax.jit

@@ -5,7 +5,8 @@ Nodes are the rows of row-normalised view embeddings (N'p, r): pool rows, then t
 rows [start, start + C), then padding (node_mask False). For unit rows |a - b|^2 = 2 - 2 a.b, so a
 Gaussian kernel exp(-|a - b|^2 / m) ranks like the inner product.
 
-A kept kNN matrix G (each row its top m after skipping rank 1; prototype rows top 9m) is stored as
+A kept kNN matrix G (each row its top m after skipping rank 1, equal pool rows kept or dropped
+together: `untied`; prototype rows top 9m) is stored as
 `KeptLists`: instance-row lists (N'p, m) and prototype-row lists (C, 9m). Symmetrised, H = (G + G^T)/2.
 """
 from __future__ import annotations
@@ -69,9 +70,9 @@ def _mean_sd(total, total_sq, n):
 @functools.partial(jax.jit, static_argnames=("m", "m_proto", "block", "mesh"))
 def double_zscore_topk(xa, xb, mask, median, m, proto_rows, *, m_proto=None, block=1024, mesh=None):
     """Cross-view hyperedge lists: G(a, b) = exp(-|xa_a - xb_b|^2 / median), z-scored per row, then
-    per column (ddof 1, over valid nodes); each row keeps its top m + 1 and drops rank 1; prototype
-    rows (proto_rows: (C,) node ids) keep m_proto (default 9m); entries beyond the valid nodes are
-    NO_NEIGHBOUR. Returns (values (N'p, m), ids, proto values (C, 9m),
+    per column (ddof 1, over valid nodes); each row keeps its top m after rank 1, ties emptied
+    (`untied`); prototype rows (proto_rows: (C,) node ids) keep m_proto (default 9m); entries beyond
+    the valid nodes are NO_NEIGHBOUR. Returns (values (N'p, m), ids, proto values (C, 9m),
     proto ids)."""
     n = mask.sum().astype(xa.dtype)
     med = jnp.full((xa.shape[0],), median, xa.dtype)
@@ -81,15 +82,29 @@ def double_zscore_topk(xa, xb, mask, median, m, proto_rows, *, m_proto=None, blo
     cs, cs2 = tile_stream(xb, xa, _col_stats_tile, _stats_init, key_mask=mask,
                           key_extra=(med, mu, sd), block=block, mesh=mesh)
     nu, tau = _mean_sd(cs, cs2, n)
-    val, ids = tile_stream(xa, xb, _top_z_tile, _top_init, (m + 1,), key_mask=mask,
+    fetch = lambda w: (min(w + 2, xb.shape[0]),)  # noqa: E731  (ranks 1 to w + 2, see `untied`)
+    val, ids = tile_stream(xa, xb, _top_z_tile, _top_init, fetch(m), key_mask=mask,
                            query_extra=(med, mu, sd), key_extra=(nu, tau), block=block, mesh=mesh)
     pq = _proto_queries(proto_rows, mesh)
-    pval, pids = tile_stream(xa[pq], xb, _top_z_tile, _top_init, (9 * m + 1 if m_proto is None else m_proto + 1,), key_mask=mask,
+    m_proto = 9 * m if m_proto is None else m_proto
+    pval, pids = tile_stream(xa[pq], xb, _top_z_tile, _top_init, fetch(m_proto), key_mask=mask,
                              query_extra=(med[pq], mu[pq], sd[pq]), key_extra=(nu, tau),
                              block=block, mesh=mesh)
     c = proto_rows.shape[0]
-    ids, pids = (jnp.where(jnp.isneginf(v), NO_NEIGHBOUR, i) for v, i in ((val, ids), (pval, pids)))
-    return val[:, 1:], ids[:, 1:], pval[:c, 1:], pids[:c, 1:]
+    return (*untied(val, ids, m, proto_rows[0]), *untied(pval[:c], pids[:c], m_proto, proto_rows[0]))
+
+
+def untied(val, ids, width, start):
+    """A row's list, best first (R, F), F <= width + 2 -> its ranks 2 to width + 1 (R, width), the
+    official list after skipping rank 1, with the pool rows (ids < start, the first prototype id)
+    whose value equals rank 1's or the first left-out one's (rank width + 2) emptied (NO_NEIGHBOUR,
+    -inf). Equal pool rows (duplicate images) are then kept or dropped together, whatever their ids,
+    so the lists do not depend on the pool order; prototypes keep the official rule (lower id
+    first: their ids are the class order). Without ties this is the official list."""
+    out = val[:, width + 1:width + 2] if val.shape[1] > width + 1 else jnp.full_like(val[:, :1], -jnp.inf)
+    v, i = val[:, 1:width + 1], ids[:, 1:width + 1]
+    dropped = ((v == val[:, :1]) | (v == out)) & (i < start) | jnp.isneginf(v)
+    return jnp.where(dropped, -jnp.inf, v), jnp.where(dropped, NO_NEIGHBOUR, i)
 
 
 def _proto_queries(proto_rows, mesh):

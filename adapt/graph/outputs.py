@@ -10,6 +10,8 @@
   not suffer the modality gap that image-text cosines do.
   `class_prototypes` picks between them and the class embeddings by name.
 - `row_normalize` / `host_rows`: scores -> probabilities on the simplex, real rows on the host.
+- `padded_inputs`: a small pool padded with masked rows to a fixed minimum, so that every pool up
+  to that size runs one compilation per mesh (the masked rows change no result).
 """
 from __future__ import annotations
 
@@ -17,11 +19,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adapt.core import mesh as mesh_lib
 from adapt.core import ops
 from adapt.core.distributed import to_host
-from adapt.core.method import Head
+from adapt.core.method import Head, MethodInputs
 
 MIN_GRAPH_POOL = 2  # a kNN graph needs at least one neighbour per image
+
+
+def padded_inputs(inputs: MethodInputs, min_rows: int) -> MethodInputs:
+    """inputs with x, mask and every view padded at the end by masked zero rows to at least
+    `min_rows` rows (a multiple of the device count); unchanged when they already have as many."""
+    rows = mesh_lib.padded_size(max(int(inputs.x.shape[0]), int(min_rows)), inputs.mesh)
+    if rows == inputs.x.shape[0]:
+        return inputs
+    sharding = mesh_lib.pool_sharding(inputs.mesh)
+
+    def pad(a):
+        a = np.asarray(to_host(a))
+        return jax.device_put(np.concatenate([a, np.zeros((rows - a.shape[0], *a.shape[1:]), a.dtype)]), sharding)
+
+    return inputs._replace(x=pad(inputs.x), mask=pad(inputs.mask),
+                           views={name: pad(v) for name, v in inputs.views.items()})
 
 
 def require_graph_pool(n: int, method: str) -> None:
