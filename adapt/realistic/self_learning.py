@@ -10,6 +10,8 @@ almost never passed tau and the confident-teacher share was ~0, issue 28), y = a
     L = w_ins * sum(m * CE(student(x_strong), y)) / max(sum(m), 1) + w_str * mean CE(student(x_strong), s(x)).
 From epoch `warmup_epochs` on, before each epoch, the structural labels s(x) are recomputed from the
 teacher's pool features by `restructure(features) -> s` (Vote-Realign from the offline partition).
+Each epoch's history row records the confident share and `structural_fit`, the share of rows whose
+student argmax is s(x) (label-free: how far the student reproduces its structural labels).
 Parameters and teacher live in one pytree {"student", "teacher"}; `ema_teacher` wraps the student's
 optimizer so that each step also moves the teacher, and `adapt.tuning.loop.fit` checkpoints both.
 """
