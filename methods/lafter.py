@@ -29,7 +29,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from adapt.core.distributed import to_host
 from adapt.core.method import TRANSDUCTIVE, EmbedOptions, Method, MethodInputs, MethodOutputs
@@ -90,23 +89,6 @@ def teacher_labels(x: np.ndarray, weights: np.ndarray, center: bool) -> np.ndarr
     return (x @ np.asarray(weights).T).argmax(1).astype(np.int32)
 
 
-def student_loss(prompted, n_classes: int, smoothing: float, augment: str):
-    """loss(params {"visual", "head"}, batch, key): CE_eps(W g(view), y) over the real rows, no scale."""
-    def loss_fn(p, b, key):
-        logits = prompted.features(p["visual"], b, key, augment) @ p["head"].T
-        targets = optax.smooth_labels(jax.nn.one_hot(b["y"], n_classes), smoothing)
-        loss, agreement = tuning_rounds.masked_cross_entropy(logits, b["y"], b["mask"], targets=targets)
-        return loss, {"agreement": agreement}
-    return loss_fn
-
-
-def adamw(lr: float, weight_decay: float) -> optax.GradientTransformation:
-    """AdamW (betas 0.9, 0.999), constant LR, no decay on parameters whose path names "bias"."""
-    def decay(params):
-        return jax.tree_util.tree_map_with_path(lambda path, _: "bias" not in jax.tree_util.keystr(path), params)
-    return optax.adamw(lr, b1=0.9, b2=0.999, weight_decay=weight_decay, mask=decay)
-
-
 def make_student(inputs: MethodInputs, s: Settings, embed_kwargs: dict):
     """The tunable image tower: VPT + LayerNorms on CLIP, the head BN affine on the offline default."""
     if model_family(inputs.model) == "clip":
@@ -136,9 +118,11 @@ def make(config) -> Method:
         prompted = make_student(inputs, s, embed_kwargs)
         params = {"visual": prompted.init(inputs.seed), "head": jnp.asarray(stage1.weights)}
         plan = tuning.plan_epochs(n, s.batch_size, s.epochs, 0, s.min_steps_per_epoch)
-        res = tuning_rounds.fit_round(student_loss(prompted, c, s.label_smoothing, s.augment), params,
+        loss_fn = tuning_rounds.smoothed_ce_loss(prompted, 1.0, c, s.label_smoothing, s.augment)
+        res = tuning_rounds.fit_round(loss_fn, params,
                                       {**prompted.data, "y": y_pl}, inputs, name="stage2", checkpoints=checkpoints,
-                                      optimizer=adamw(s.lr, s.weight_decay), epochs=plan.epochs, passes=plan.passes,
+                                      optimizer=tuning_rounds.adamw_no_bias_decay(s.lr, s.weight_decay),
+                                      epochs=plan.epochs, passes=plan.passes,
                                       batch_size=s.batch_size, key=jax.random.fold_in(inputs.key, 2),
                                       desc="LaFTer stage 2")
         tuned = tuning_rounds.export_tuned(prompted, res.params["visual"], head_weights=res.params["head"])

@@ -28,7 +28,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from adapt.core.distributed import to_host
 from adapt.core.method import TRANSDUCTIVE, EmbedOptions, Method, MethodInputs, MethodOutputs
@@ -98,26 +97,6 @@ def cde_probs(x: np.ndarray, weights: np.ndarray, scale: float, center: bool) ->
     return z / z.sum(1, keepdims=True)
 
 
-def stage3_loss(prompted, scale: float, n_classes: int, smoothing: float, augment: str, labels_fn=None):
-    """loss(params {"visual", "head"}, batch, key): CE_eps(s W f(x), y) over the real rows. `labels_fn(batch)`
-    replaces the cached labels batch["y"] (the benchmark's recompute-every-step variant)."""
-    def loss_fn(p, b, key):
-        f = prompted.features(p["visual"], b, key, augment)
-        logits = scale * f @ p["head"].T
-        y = b["y"] if labels_fn is None else labels_fn(b)
-        targets = optax.smooth_labels(jax.nn.one_hot(y, n_classes), smoothing)
-        loss, agreement = tuning_rounds.masked_cross_entropy(logits, y, b["mask"], targets=targets)
-        return loss, {"agreement": agreement}
-    return loss_fn
-
-
-def adamw(lr: float, weight_decay: float) -> optax.GradientTransformation:
-    """AdamW (betas 0.9, 0.999), constant LR, no decay on parameters whose path names "bias"."""
-    def decay(params):
-        return jax.tree_util.tree_map_with_path(lambda path, _: "bias" not in jax.tree_util.keystr(path), params)
-    return optax.adamw(lr, b1=0.9, b2=0.999, weight_decay=weight_decay, mask=decay)
-
-
 def _labeller_labels(path: Path, feats, sel, c, s: Settings, inputs: MethodInputs):
     """(N, C) labeller probabilities over the pool and its history, trained once and cached at `path`."""
     if path.is_file():
@@ -161,9 +140,11 @@ def make(config) -> Method:
         prompted = make_prompted(inputs, "visual", center=s.center, embed_kwargs=embed_kwargs, progress=inputs.progress)
         params = {"visual": prompted.init(inputs.seed), "head": jnp.asarray(w_cde, jnp.float32)}
         plan = tuning.plan_epochs(n, s.batch_size, s.epochs, 0, s.min_steps_per_epoch)
-        res = tuning_rounds.fit_round(stage3_loss(prompted, scale, c, s.label_smoothing, s.augment), params,
+        loss_fn = tuning_rounds.smoothed_ce_loss(prompted, scale, c, s.label_smoothing, s.augment)
+        res = tuning_rounds.fit_round(loss_fn, params,
                                       {**prompted.data, "y": y_dl}, inputs, name="stage3", checkpoints=checkpoints,
-                                      optimizer=adamw(s.lr, s.weight_decay), epochs=plan.epochs, passes=plan.passes,
+                                      optimizer=tuning_rounds.adamw_no_bias_decay(s.lr, s.weight_decay),
+                                      epochs=plan.epochs, passes=plan.passes,
                                       batch_size=s.batch_size, key=jax.random.fold_in(inputs.key, 3),
                                       desc="NoLA stage 3")
         tuned = tuning_rounds.export_tuned(prompted, res.params["visual"], head_weights=res.params["head"])

@@ -13,7 +13,7 @@ from adapt.core import mesh as mesh_lib
 from adapt.output.artifact import load
 from adapt.tuning.labeller import confident_k, confident_subset, label_pool, mlp_logits, train_labeller
 from adapt.tuning.pseudolabels import EmptyClassError
-from methods.nola import adamw, stage3_loss
+from adapt.tuning.rounds import adamw_no_bias_decay, smoothed_ce_loss
 from tests.clip_fixtures import write_tiny_clip
 from tests.test_engine import _write_pool
 
@@ -64,12 +64,12 @@ def test_label_smoothed_ce_and_the_decay_mask():
     rng = np.random.default_rng(1)
     x, y, w = rng.normal(size=(6, 3)), rng.integers(0, 4, 6), rng.normal(size=(4, 3))
     batch = {"x": jnp.asarray(x), "y": jnp.asarray(y), "mask": jnp.ones(6, bool)}
-    loss, _ = stage3_loss(Toy(), 2.0, 4, 0.1, "none")({"visual": {"s": 1.0}, "head": jnp.asarray(w)}, batch, None)
+    loss, _ = smoothed_ce_loss(Toy(), 2.0, 4, 0.1, "none")({"visual": {"s": 1.0}, "head": jnp.asarray(w)}, batch, None)
     logp = jax.nn.log_softmax(2.0 * x @ w.T)
     want = np.mean(0.9 * -logp[np.arange(6), y] + 0.1 * np.mean(-logp, axis=1))
     np.testing.assert_allclose(float(loss), want, rtol=1e-6)
     params = {"head": jnp.ones((2, 2)), "visual": {"bias": jnp.ones(2)}}
-    opt = adamw(0.1, 0.5)
+    opt = adamw_no_bias_decay(0.1, 0.5)
     upd, _ = opt.update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)
     assert np.allclose(upd["visual"]["bias"], 0.0) and np.allclose(upd["head"], -0.05)
 
@@ -87,7 +87,8 @@ def test_stage3_loss_decreases_on_a_toy():
     x = (np.eye(3, 8)[y] + 0.8 * rng.normal(size=(120, 8))).astype(np.float32)
     w0 = np.eye(3, 8) + 0.3 * rng.normal(size=(3, 8))
     params = {"visual": {"scale": jnp.zeros(8)}, "head": jnp.asarray(w0 / np.linalg.norm(w0, axis=1, keepdims=True))}
-    res = tuning.fit(stage3_loss(Toy(), 10.0, 3, 0.1, "none"), params, {"x": x, "y": y}, optimizer=adamw(4e-2, 0.01),
+    res = tuning.fit(smoothed_ce_loss(Toy(), 10.0, 3, 0.1, "none"), params, {"x": x, "y": y},
+                     optimizer=adamw_no_bias_decay(4e-2, 0.01),
                      epochs=8, batch_size=32, key=jax.random.key(0), mesh=mesh_lib.make_mesh(None), progress=False)
     losses = [h["loss"] for h in res.history]
     assert losses[-1] < 0.8 * losses[0] and not np.allclose(res.params["visual"]["scale"], 0)

@@ -50,6 +50,28 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array, 
     return loss, accuracy
 
 
+def smoothed_ce_loss(prompted, scale: float, n_classes: int, smoothing: float, augment: str, labels_fn=None):
+    """loss(params {"visual", "head"}, batch, key): CE with label smoothing `smoothing` of
+    scale * f(view) @ head^T against batch["y"] over the real rows (NoLA's stage 3: scale the model's;
+    LaFTer's student: 1, logits W g). `labels_fn(batch)` replaces the cached labels batch["y"] (NoLA's
+    benchmark of recomputing them every step). Aux: the batch's agreement with y."""
+    def loss_fn(p, b, key):
+        logits = scale * prompted.features(p["visual"], b, key, augment) @ p["head"].T
+        y = b["y"] if labels_fn is None else labels_fn(b)
+        targets = optax.smooth_labels(jax.nn.one_hot(y, n_classes), smoothing)
+        loss, agreement = masked_cross_entropy(logits, y, b["mask"], targets=targets)
+        return loss, {"agreement": agreement}
+    return loss_fn
+
+
+def adamw_no_bias_decay(lr: float, weight_decay: float) -> optax.GradientTransformation:
+    """AdamW (betas 0.9, 0.999), constant LR, no decay on parameters whose path names "bias"
+    (the optimizer of NoLA's stage 3 and LaFTer's student)."""
+    def decay(params):
+        return jax.tree_util.tree_map_with_path(lambda path, _: "bias" not in jax.tree_util.keystr(path), params)
+    return optax.adamw(lr, b1=0.9, b2=0.999, weight_decay=weight_decay, mask=decay)
+
+
 def fit_round(loss_fn, params, data: dict[str, np.ndarray], inputs: MethodInputs, *, name: str,
               checkpoints: Path | None, optimizer: optax.GradientTransformation, epochs: int,
               batch_size: int, key: jax.Array, desc: str, passes: int = 1) -> tuning.FitResult:

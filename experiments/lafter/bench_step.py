@@ -4,7 +4,7 @@ official step, on the same random 4-block CLIP and the same batch; images/s side
 The CLIP is a random Hugging Face `CLIPModel` (tests/clip_fixtures.py, seeded) saved once and loaded by
 both sides: ours through `adapt.models.clip.load_clip`, the restatement through transformers.
 - ours: `ClipPromptedLayerNorm` (50 VPT tokens + every vision LayerNorm) + head W, loss
-  `methods.lafter.student_loss` (CE 0.1 on W g), AdamW 5e-4 wd 0.01 except "bias", labels cached, one
+  `adapt.tuning.rounds.smoothed_ce_loss` at scale 1 (CE 0.1 on W g), AdamW 5e-4 wd 0.01 except "bias", labels cached, one
   jitted step; with augment none (the step alone) and strong (our on-device strong view included).
 - official (restated): the frozen teacher forward on the batch (unprompted tower, normalised feature,
   argmax of the frozen stage-1 head) inside every step, as the official loop does, then the student:
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from adapt.models.clip import load_clip  # noqa: E402
 from adapt.tuning.prompted_layernorm import ClipPromptedLayerNorm  # noqa: E402
-from methods.lafter import adamw, student_loss  # noqa: E402
+from adapt.tuning.rounds import adamw_no_bias_decay, smoothed_ce_loss  # noqa: E402
 from tests.clip_fixtures import TINY_TEXT, write_clip  # noqa: E402
 from tests.method_inputs import pool_inputs  # noqa: E402
 
@@ -54,7 +54,7 @@ def ours(folder, px, y, w0, augment: str, n_prompts: int):
     model = load_clip(folder)
     inputs = pool_inputs(np.zeros((len(px), w0.shape[1]), np.float32), w0, 1)._replace(model=model)
     student = ClipPromptedLayerNorm(inputs, n_visual=n_prompts, pixels=px)
-    loss_fn, opt = student_loss(student, len(w0), 0.1, augment), adamw(5e-4, 0.01)
+    loss_fn, opt = smoothed_ce_loss(student, 1.0, len(w0), 0.1, augment), adamw_no_bias_decay(5e-4, 0.01)
     state = {"p": {"visual": student.init(0), "head": jnp.asarray(w0)}}
     state["o"] = opt.init(state["p"])
     batch = {"pixels": jnp.asarray(px), "y": jnp.asarray(y), "mask": jnp.ones(len(y), bool)}

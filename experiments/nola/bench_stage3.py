@@ -1,6 +1,6 @@
 """NoLA stage 3, time per epoch: frozen things cached (ours) vs recomputed every step (official code).
 
-Both variants run the same stage-3 loss (methods/nola.stage3_loss) with `adapt.tuning.loop.fit` on the
+Both variants run the same stage-3 loss (adapt.tuning.rounds.smoothed_ce_loss) with `adapt.tuning.loop.fit` on the
 same rows of the Fashion-MNIST test pool, offline default model, batch 512:
 - cached: the labeller's labels of the pool were computed once; each step reads them.
 - recompute: each step runs the second tower (open_nsfw ResNet-50) on the batch's weak view and the
@@ -33,7 +33,8 @@ from adapt.tuning import labeller
 from adapt.tuning import loop as tuning
 from adapt.tuning.prompted import make_prompted
 from configs.nola import get_config
-from methods.nola import adamw, cde_probs, stage3_loss
+from adapt.tuning.rounds import adamw_no_bias_decay, smoothed_ce_loss
+from methods.nola import cde_probs
 
 
 def epoch_seconds(history):
@@ -92,8 +93,8 @@ def main():
     for name, data, fn in (("cached", {"z": z, "y": y_cached}, None),
                            ("recompute", {"z": z, "px": pixels}, labels_fn)):
         params = {"visual": prompted.init(0), "head": jnp.asarray(texts.weights)}
-        res = tuning.fit(stage3_loss(prompted, model.logit_scale, c, 0.1, args.augment, labels_fn=fn), params, data,
-                         optimizer=adamw(float(args.lr), float(args.weight_decay)), epochs=a.epochs,
+        res = tuning.fit(smoothed_ce_loss(prompted, model.logit_scale, c, 0.1, args.augment, labels_fn=fn), params, data,
+                         optimizer=adamw_no_bias_decay(float(args.lr), float(args.weight_decay)), epochs=a.epochs,
                          batch_size=int(args.batch_size), key=jax.random.key(3), mesh=mesh, progress=False)
         out[name] = epoch_seconds(res.history) | {"final_loss": res.history[-1]["loss"]}
         print(name, out[name], flush=True)
