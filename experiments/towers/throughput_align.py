@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from timing import time_alternating  # noqa: E402  (this script's folder)
 
 
 def build_torch(gain: float):
@@ -101,24 +102,7 @@ def bench(vision, hf, pixels, args) -> dict:
             return (z / z.norm(dim=-1, keepdim=True)).numpy()
     runs["torch"] = run_torch
     run_torch()
-    times, cpu = {k: [] for k in runs}, {k: [] for k in runs}
-    for _ in range(args.reps):
-        for key, fn in runs.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            times[key].append(time.perf_counter() - t0)
-            cpu[key].append(time.process_time() - c0)
-    out = {"jax_first_call_s (compile + 1 run)": first_call}
-    for key in runs:
-        out[key] = {"seconds": times[key], "images_per_s_median": args.batch / float(np.median(times[key])),
-                    "cpu_s_per_image_median": float(np.median(cpu[key])) / args.batch}
-    for key in runs:
-        if key != "torch":
-            out[f"ratio_{key}_over_torch_images_per_s"] = (out[key]["images_per_s_median"]
-                                                           / out["torch"]["images_per_s_median"])
-            out[f"ratio_{key}_over_torch_cpu_efficiency"] = (out["torch"]["cpu_s_per_image_median"]
-                                                             / out[key]["cpu_s_per_image_median"])
-    return out
+    return {"jax_first_call_s (compile + 1 run)": first_call, **time_alternating(runs, args.reps, args.batch)}
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from timing import time_alternating  # noqa: E402  (this script's folder)
 
 
 def build(name: str, tmp: Path):
@@ -79,22 +80,8 @@ def bench(name: str, args, threads: int) -> dict:
     compile_s = time.perf_counter() - t0
     ref = run_torch()
     max_diff = {"jax": float(np.abs(ours - ref).max()), "jax_chunked": float(np.abs(runs["jax_chunked"]() - ref).max())}
-    times, cpu = {k: [] for k in runs}, {k: [] for k in runs}
-    for _ in range(args.reps):
-        for key, fn in runs.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            times[key].append(time.perf_counter() - t0)
-            cpu[key].append(time.process_time() - c0)
-    out = {"jax_first_call_s (compile + 1 run)": compile_s, "max_abs_diff_normalised_embeddings": max_diff}
-    for key in runs:
-        out[key] = {"seconds": times[key], "images_per_s_median": args.batch / float(np.median(times[key])),
-                    "cpu_s_per_image_median": float(np.median(cpu[key])) / args.batch}
-    for key in ("jax", "jax_chunked"):
-        out[f"ratio_{key}_over_torch_images_per_s"] = out[key]["images_per_s_median"] / out["torch"]["images_per_s_median"]
-        out[f"ratio_{key}_over_torch_cpu_efficiency"] = (out["torch"]["cpu_s_per_image_median"]
-                                                         / out[key]["cpu_s_per_image_median"])
-    return out
+    return {"jax_first_call_s (compile + 1 run)": compile_s, "max_abs_diff_normalised_embeddings": max_diff,
+            **time_alternating(runs, args.reps, args.batch)}
 
 
 def main() -> None:
